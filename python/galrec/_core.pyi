@@ -1,0 +1,6 @@
+"""Type stubs of the compiled extension ``galrec._core`` (Rust, PyO3)."""
+
+__version__: str
+
+def build_info() -> dict[str, str]:
+    """Version, build profile ("release" or "debug"), target architecture and OS."""

@@ -1,0 +1,18 @@
+"""The ``galrec`` command line: one click group, each subsystem adds its commands."""
+
+from __future__ import annotations
+
+import click
+
+from galrec import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="galrec")
+def main() -> None:
+    """galrec: fine-tune language models for recommendation with GAL-Rec.
+
+    \b
+    Example:
+      galrec quickstart
+    """

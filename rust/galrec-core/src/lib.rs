@@ -1,0 +1,7 @@
+//! galrec-core: the per-edge and per-token work of GAL-Rec, free of Python.
+//!
+//! Everything here is plain Rust, unit-tested with `cargo test`; the PyO3 crate
+//! `galrec-py` only converts types and errors.
+
+/// The crate version, shared with the Python package (one version, in Cargo.toml).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
