@@ -16,3 +16,13 @@ def main() -> None:
     Example:
       galrec quickstart
     """
+
+
+def _register_evaluation_commands() -> None:
+    from galrec.eval_cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_evaluation_commands()
