@@ -12,15 +12,23 @@ class DataError(Exception):
 class DataFormatError(DataError):
     """A source file does not have the expected format.
 
-    ``line`` is 1-based (the header is line 1 of a delimited file); ``line`` and ``field`` are
-    ``None`` where the problem is not tied to one line (a missing file, a missing column).
+    ``line`` is 1-based (the header is line 1 of a delimited file; for Parquet ``unit`` is
+    "row" and it counts data rows); ``line`` and ``field`` are ``None`` where the problem is not
+    tied to one line (a missing file, an unknown format).
     """
 
     def __init__(
-        self, path: str | Path | None, line: int | None, field: str | None, message: str
+        self,
+        path: str | Path | None,
+        line: int | None,
+        field: str | None,
+        message: str,
+        *,
+        unit: str = "line",
     ) -> None:
         self.path = Path(path) if path is not None else None
         self.line = line
+        self.unit = unit
         self.field = field
         self.message = message
         super().__init__(self._render())
@@ -28,7 +36,7 @@ class DataFormatError(DataError):
     def _render(self) -> str:
         where = [str(self.path) if self.path is not None else "<input>"]
         if self.line is not None:
-            where.append(f"line {self.line}")
+            where.append(f"{self.unit} {self.line}")
         if self.field is not None:
             where.append(f"field '{self.field}'")
         return f"{', '.join(where)}: {self.message}"
