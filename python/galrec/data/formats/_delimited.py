@@ -107,7 +107,9 @@ def read_delimited(
             for batch in reader:
                 if bad_rows:
                     raise _ScanNeeded
-                yield {name: _convert(batch.column(name), kind) for name, kind in fields.items()}
+                yield {
+                    name: convert_column(batch.column(name), kind) for name, kind in fields.items()
+                }
                 source.report()
             if bad_rows:
                 raise _ScanNeeded
@@ -119,10 +121,13 @@ class _ScanNeeded(Exception):
     """Internal signal: the fast path saw a problem; scan the file to name the line."""
 
 
-def _convert(column: pa.Array, kind: Kind) -> Any:
+def convert_column(column: pa.Array, kind: Kind) -> Any:
+    """Validate a string or number column as ``kind``; ``ValueError`` on the first violation."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if kind is not Kind.TEXT and column.null_count:
+        raise ValueError("missing value")
     if kind is Kind.NUMBER:
         values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
         if not np.isfinite(values).all():

@@ -16,6 +16,7 @@ ProgressFn = Callable[[int], None]
 """Called with the number of (compressed) bytes read since the last call."""
 
 GZIP_MAGIC = b"\x1f\x8b"
+PROGRESS_LINES = 65_536
 
 
 def require_file(path: Path) -> Path:
@@ -73,18 +74,29 @@ class ArrowInput:
         self.close()
 
 
-def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+def iter_lines(
+    path: Path, encoding: str = "utf-8", progress: ProgressFn | None = None
+) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` with the line ending removed; bad bytes name their line."""
-    with open_binary(path) as handle:
-        for number, raw in enumerate(handle, start=1):
+    require_file(path)
+    with open(path, "rb") as raw:
+        handle: IO[bytes] = gzip.GzipFile(fileobj=raw) if is_gzip(path) else raw
+        reported = 0
+        for number, line in enumerate(handle, start=1):
             try:
-                text = raw.decode(encoding)
+                text = line.decode(encoding)
             except UnicodeDecodeError as error:
                 raise DataFormatError(
                     path,
                     number,
                     None,
-                    f"not valid {encoding}: byte {raw[error.start]:#04x} "
+                    f"not valid {encoding}: byte {line[error.start]:#04x} "
                     f"at column {error.start + 1}",
                 ) from None
+            if progress is not None and number % PROGRESS_LINES == 0:
+                position = raw.tell()
+                progress(position - reported)
+                reported = position
             yield number, text.rstrip("\r\n")
+        if progress is not None:
+            progress(raw.tell() - reported)
