@@ -107,7 +107,7 @@ def semantic_gap(
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(eligible, size=min(sample, len(eligible)), replace=False))
     chunk = max(1, DENSE_ENTRIES // dataset.num_items)
-    overlaps = []
+    overlaps: list[float] = []
     for start in range(0, len(chosen), chunk):
         rows = chosen[start : start + chunk]
         by_text = _top_k(_dense(text[rows] @ text.T), rows, k)

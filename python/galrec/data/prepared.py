@@ -263,11 +263,17 @@ class PreparedDataset:
                 item_texts=[text or "" for text in item_texts],
                 user_ids=user_ids,
                 item_ids=item_ids,
-                user_texts=user_texts if any(t is not None for t in user_texts) else None,
+                user_texts=(
+                    [text or "" for text in user_texts]
+                    if any(text is not None for text in user_texts)
+                    else None
+                ),
                 ground_truth=ground_truth,
                 info=info,
                 directory=root,
-                **splits,
+                train=splits["train"],
+                valid=splits["valid"],
+                test=splits["test"],
             )
         except DataError as error:
             raise ManifestError(root, str(error)) from None

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from galrec.data.errors import DataFormatError
 
@@ -30,14 +30,6 @@ def is_gzip(path: Path) -> bool:
     """Whether the file starts with the gzip magic bytes (the extension is not trusted)."""
     with open(path, "rb") as handle:
         return handle.read(2) == GZIP_MAGIC
-
-
-def open_binary(path: Path) -> IO[bytes]:
-    """Open a plain or gzip-compressed file for reading bytes."""
-    require_file(path)
-    if is_gzip(path):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
 
 
 class ArrowInput:
@@ -80,7 +72,7 @@ def iter_lines(
     """Yield ``(line_number, text)`` with the line ending removed; bad bytes name their line."""
     require_file(path)
     with open(path, "rb") as raw:
-        handle: IO[bytes] = gzip.GzipFile(fileobj=raw) if is_gzip(path) else raw
+        handle: Iterable[bytes] = gzip.GzipFile(fileobj=raw) if is_gzip(path) else raw
         reported = 0
         for number, line in enumerate(handle, start=1):
             try:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from galrec.data.errors import DataFormatError
 from galrec.data.formats._delimited import Dialect, Kind, read_delimited
-from galrec.data.formats._io import ProgressFn, iter_lines, open_binary
+from galrec.data.formats._io import ProgressFn, iter_lines
 from galrec.data.formats._records import collect_item_records
 from galrec.data.raw import InteractionBuilder, ItemRecord, RawDataset
 
@@ -98,14 +98,12 @@ def _load_dat(directory: Path, progress: ProgressFn | None) -> RawDataset:
 
 def _dat_movie_rows(path: Path) -> Iterator[dict[str, list[str]]]:
     """``movies.dat`` rows (``id::title::genres``) as one block; ml-1m is Latin-1, later UTF-8."""
-    with open_binary(path) as handle:
-        try:
-            handle.read().decode("utf-8")
-            encoding = "utf-8"
-        except UnicodeDecodeError:
-            encoding = "latin-1"
+    try:
+        lines = list(iter_lines(path, "utf-8"))
+    except DataFormatError:
+        lines = list(iter_lines(path, "latin-1"))
     block: dict[str, list[str]] = {"item_id": [], "title": [], "genres": []}
-    for number, text in iter_lines(path, encoding):
+    for number, text in lines:
         if not text:
             continue
         fields = text.split("::")
