@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 from click.testing import CliRunner
 from galrec.cli import main
 from galrec.data.prepared import PreparedDataset
@@ -98,3 +99,22 @@ def test_info_on_a_tampered_directory_fails_cleanly(tmp_path: Path) -> None:
     (out / "interactions.npz").write_bytes(b"junk")
     code, output = run("data", "info", str(out))
     assert code == 1 and "interactions.npz has 4 bytes" in output
+
+
+def test_info_with_text_embeddings(tmp_path: Path) -> None:
+    out = tmp_path / "gap"
+    run("data", "generate", "-o", str(out), "--users", "40", "--twin-groups", "6")
+    dataset = PreparedDataset.load(out)
+    truth = dataset.ground_truth
+    assert truth is not None
+    # Embeddings that make every twin group one point: text neighbours are exactly the twins.
+    embeddings = np.eye(dataset.num_items)
+    for group in truth.twin_groups:
+        embeddings[group] = embeddings[group[0]]
+    np.save(tmp_path / "emb.npy", embeddings)
+    code, output = run("data", "info", str(out), "--text-embeddings", str(tmp_path / "emb.npy"))
+    assert code == 0, output
+    assert "nearest item is the twin for 100% of twins by text" in output
+    np.save(tmp_path / "short.npy", embeddings[:3])
+    code, output = run("data", "info", str(out), "--text-embeddings", str(tmp_path / "short.npy"))
+    assert code == 1 and "expected shape" in output

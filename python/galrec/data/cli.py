@@ -305,9 +305,21 @@ def _echo_saved(dataset: Any, output: Path) -> None:
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--no-verify", is_flag=True, help="Skip checksum verification of the files.")
+@click.option(
+    "--text-embeddings",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Item text embeddings (.npy, one row per item, e.g. the backbone's) instead of TF-IDF.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def info(
-    directory: Path, sample: int, neighbours: int, seed: int, no_verify: bool, as_json: bool
+    directory: Path,
+    sample: int,
+    neighbours: int,
+    seed: int,
+    no_verify: bool,
+    text_embeddings: Path | None,
+    as_json: bool,
 ) -> None:
     """Print sizes, density, degree percentiles, text coverage, split sizes and the
     semantic gap (how often text neighbours differ from co-interaction neighbours).
@@ -321,13 +333,33 @@ def info(
 
     with _reported_errors():
         dataset = PreparedDataset.load(directory, verify=not no_verify)
+        embeddings = None if text_embeddings is None else _load_embeddings(text_embeddings, dataset)
         summary = summarize(dataset)
-        gap = semantic_gap(dataset, sample=sample, k=neighbours, seed=seed)
+        gap = semantic_gap(
+            dataset, sample=sample, k=neighbours, seed=seed, text_embeddings=embeddings
+        )
     if as_json:
         click.echo(json.dumps({**summary, "semantic_gap": gap_as_dict(gap)}, indent=2))
         return
     for label, value in _info_lines(summary, gap, dataset.info):
         click.echo(f"{label:<16}{value}")
+
+
+def _load_embeddings(path: Path, dataset: Any) -> Any:
+    """A float matrix with one row per item of ``dataset``, or a one-line error."""
+    import numpy as np
+
+    try:
+        embeddings = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise click.ClickException(f"{path}: not a readable .npy array: {error}") from None
+    if embeddings.ndim != 2 or embeddings.shape[0] != dataset.num_items:
+        raise click.ClickException(
+            f"{path}: expected shape ({dataset.num_items}, dim), found {embeddings.shape}"
+        )
+    if not np.issubdtype(embeddings.dtype, np.floating) or not np.isfinite(embeddings).all():
+        raise click.ClickException(f"{path}: embeddings must be finite floats")
+    return embeddings
 
 
 def _info_lines(summary: dict[str, Any], gap: Any, info: dict[str, Any]) -> list[tuple[str, str]]:
