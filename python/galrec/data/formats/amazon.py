@@ -81,7 +81,7 @@ def load_amazon(
     if metadata is not None:
         metadata = Path(metadata)
         sources.append(metadata)
-        wanted = set(builder.items.ids)
+        wanted = builder.items.id_set()
         for raw_id, row in iter_wanted_objects(metadata, META_ID_KEYS, wanted, progress):
             items.setdefault(raw_id, metadata_record(row))
     name = reviews.name.split(".")[0]

@@ -63,12 +63,13 @@ def _load_100k(directory: Path, progress: ProgressFn | None) -> RawDataset:
             columns, delimiter="|", quoted=False, skip_lines=0, encoding="latin-1"
         )
         fields = {"item_id": Kind.ID, "title": Kind.TEXT, **dict.fromkeys(ML100K_GENRES, Kind.TEXT)}
+        wanted = builder.items.id_set()
         for block in read_delimited(movies, item_dialect, fields, progress):
             ids = block["item_id"].to_pylist()
             titles = block["title"].to_pylist()
             flags = {genre: block[genre].to_pylist() for genre in ML100K_GENRES}
             for row, raw_id in enumerate(ids):
-                if raw_id in builder.items and raw_id not in items:
+                if raw_id in wanted and raw_id not in items:
                     genres = [genre for genre in ML100K_GENRES if flags[genre][row] == "1"]
                     items[raw_id] = ItemRecord(title=titles[row].strip() or None, categories=genres)
     return builder.build(directory.name, sources, items)
@@ -90,7 +91,7 @@ def _load_dat(directory: Path, progress: ProgressFn | None) -> RawDataset:
             _dat_movie_rows(movies),
             "item_id",
             {"title": "title", "categories": "genres"},
-            builder.items,
+            builder.items.id_set(),
             _split_genres,
         )
     return builder.build(directory.name, sources, items)
@@ -139,7 +140,7 @@ def _load_csv(directory: Path, progress: ProgressFn | None) -> RawDataset:
             blocks,
             "item_id",
             {"title": "title", "categories": "genres"},
-            builder.items,
+            builder.items.id_set(),
             _split_genres,
         )
     return builder.build(directory.name, sources, items)

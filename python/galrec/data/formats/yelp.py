@@ -49,7 +49,7 @@ def load_yelp(
     if businesses is not None:
         businesses = Path(businesses)
         sources.append(businesses)
-        wanted = set(builder.items.ids)
+        wanted = builder.items.id_set()
         for raw_id, row in iter_wanted_objects(businesses, ("business_id",), wanted, progress):
             categories = row.get("categories") or ""
             items.setdefault(
