@@ -178,6 +178,12 @@ def test_table_csv_with_column_mapping_and_item_file(tmp_path: Path) -> None:
     assert raw.items["p1"].title == "Red, big" and raw.items["p1"].categories == ["Tools"]
 
 
+def test_table_csv_with_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffuser_id,item_id\nu,i\n".encode())
+    assert load_table(path).user_ids == ["u"]
+
+
 def test_table_tsv_gzip(tmp_path: Path) -> None:
     path = tmp_path / "log.tsv.gz"
     path.write_bytes(gzip.compress(b"user_id\titem_id\nu\ti\nv\ti\n"))

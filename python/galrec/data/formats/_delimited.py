@@ -46,8 +46,9 @@ class Dialect:
 
 
 def read_header(path: Path, delimiter: str, quoted: bool, encoding: str = "utf-8") -> list[str]:
-    """The field names on the first line of a file."""
-    for _number, text in iter_lines(path, encoding):
+    """The field names on the first line of a file (a UTF-8 byte-order mark is dropped)."""
+    for _number, line in iter_lines(path, encoding):
+        text = line.removeprefix("\ufeff")
         if quoted:
             return next(csv.reader([text], delimiter=delimiter))
         return text.split(delimiter)
