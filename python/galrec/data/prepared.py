@@ -91,8 +91,8 @@ class PreparedDataset:
     ground_truth: GroundTruth | None = None
     info: dict[str, Any] = field(default_factory=dict)
     directory: Path | None = None
-    _user_index: dict[str, int] | None = field(default=None, repr=False)
-    _item_index: dict[str, int] | None = field(default=None, repr=False)
+    _user_index: dict[str, int] | None = field(default=None, init=False, repr=False)
+    _item_index: dict[str, int] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.validate()
