@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from galrec import __version__
+from galrec.data.cli import data as data_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +17,9 @@ def main() -> None:
     Example:
       galrec quickstart
     """
+
+
+main.add_command(data_commands)
 
 
 def _register_evaluation_commands() -> None:
