@@ -236,7 +236,12 @@ def compare_command(
         )
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    command = "galrec " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+    arguments = ["compare", "--dataset", dataset, "--models", ",".join(names), "--seeds", seeds]
+    arguments += ["--k", ks, "--out", str(out_dir), "--device", device]
+    arguments += [part for entry in configs for part in ("--config", entry)]
+    arguments += ["--sampled", str(num_negatives)] if num_negatives else []
+    arguments += ["--threads", str(threads)] if threads else []
+    command = "galrec " + " ".join(shlex.quote(arg) for arg in arguments)
     report = write_report(comparison, out_dir, command=command, plots=plots)
     click.echo(comparison.table())
     test = comparison.significance()
