@@ -16,3 +16,13 @@ def main() -> None:
     Example:
       galrec quickstart
     """
+
+
+def _register_training_commands() -> None:
+    from galrec.train_cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_training_commands()

@@ -65,7 +65,8 @@ class ModelConfig:
     cf_features: str = "lightgcn"
     """``lightgcn``, ``none`` or the path of a ``.npy`` of shape [num_users + num_items, d]."""
     cf_dim: int = 32
-    cf_epochs: int = 30
+    cf_epochs: int = 100
+    """LightGCN epochs (early-stopped on the validation split)."""
     head_dim: int = 128
 
 
@@ -100,8 +101,6 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 100
     eval_k: int = 10
-    eval_users: int = 0
-    """Validate on at most this many users (0: all)."""
     patience: int = 3
     """Stop after this many validations without improvement (0: never stop early)."""
     checkpoint_every: int = 100

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from galrec.backbone import mean_pool
+from galrec.config import ModelConfig
 
 
 @torch.no_grad()
@@ -146,3 +148,24 @@ class ExternalEmbeddings(nn.Module):
         out = token_embeds.clone()
         out[mask] = self(node_ids[mask]).to(out.dtype)
         return out
+
+
+def collaborative_features(cfg: ModelConfig, dataset: Any, seed: int) -> np.ndarray | None:
+    """``c_v`` for every node (users first): LightGCN on the training edges, a ``.npy``, or None."""
+    num_nodes = dataset.num_users + dataset.num_items
+    if cfg.cf_features == "none":
+        return None
+    if cfg.cf_features != "lightgcn":
+        return load_cf_features(cfg.cf_features, num_nodes)
+    from galrec.baselines.lightgcn import LightGCNConfig, train_lightgcn
+
+    train, valid = dataset.train, dataset.valid
+    users, items = train_lightgcn(
+        np.asarray(train.users),
+        np.asarray(train.items),
+        dataset.num_users,
+        dataset.num_items,
+        LightGCNConfig(dim=cfg.cf_dim, epochs=cfg.cf_epochs, seed=seed, device="cpu"),
+        valid=(np.asarray(valid.users), np.asarray(valid.items)),
+    )
+    return np.concatenate([users, items]).astype(np.float32)
