@@ -82,7 +82,8 @@ def build_word_tokenizer(texts: Sequence[str], path: Path) -> Path:
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     trainer = trainers.WordLevelTrainer(special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]"])
-    words = [*texts, 'has interacted with was chosen by and , " . : user item']
+    template_words = 'has interacted with ; users the same items : was chosen by . In one word , "'
+    words = [*texts, template_words]
     tok.train_from_iterator(words, trainer=trainer)
     path.parent.mkdir(parents=True, exist_ok=True)
     tok.save(str(path))

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from galrec.config import ModelConfig, PromptConfig
+from galrec.config import PromptConfig
 from galrec.objective import BatchIds, ViewPlan
 
 Tokens = dict[str, torch.Tensor]
@@ -36,21 +36,22 @@ class ViewBuilder:
         graph: Any,
         tokenizer_json: Path,
         prompts: PromptConfig,
-        model: ModelConfig,
         seed: int,
     ) -> None:
-        from galrec.prompts import PromptBuilder
+        from galrec.prompts import PromptAssembler, build_text_store, load_tokenizer
 
         self.graph = graph
         self.cfg = prompts
         self.seed = seed
-        self.num_users = int(dataset.num_users)
-        self.builder = PromptBuilder.from_tokenizer_file(
-            tokenizer_json,
-            item_texts=dataset.item_texts,
+        tokenizer = load_tokenizer(tokenizer_json)
+        store = build_text_store(
+            tokenizer,
+            dataset.item_texts,
+            num_users=int(dataset.num_users),
             user_texts=getattr(dataset, "user_texts", None),
-            max_length=prompts.max_length,
-            padding_side="right",
+        )
+        self.assembler = PromptAssembler(
+            tokenizer, store, max_length=prompts.max_length, padding_side="right"
         )
 
     def sample(
@@ -70,8 +71,8 @@ class ViewBuilder:
         self, side: str, hop: int, seeds: np.ndarray, hops: list[tuple[np.ndarray, np.ndarray]]
     ) -> Tokens:
         """Token tensors of the hop-``hop`` prompts of ``seeds`` from a sampler output."""
-        batch = self.builder.assemble(side, hop, seeds.astype(np.int64), hops)
-        return {key: torch.from_numpy(np.asarray(batch[key], dtype=np.int64)) for key in TOKEN_KEYS}
+        batch = self.assembler.assemble(seeds, hops, side=side, hop=hop)  # type: ignore[arg-type]
+        return {key: torch.from_numpy(getattr(batch, key)) for key in TOKEN_KEYS}
 
     def tokens(
         self, side: str, nodes: np.ndarray, hop: int, device: torch.device | str = "cpu"

@@ -222,7 +222,7 @@ def build_run(cfg: Config, out_dir: Path, write: bool = True) -> Run:
     dataset = load_dataset(cfg.data, out_dir, write)
     graph = dataset.train_graph()
     model, tokenizer_json = build_model(cfg, dataset, out_dir, write)
-    views = ViewBuilder(dataset, graph, tokenizer_json, cfg.prompts, cfg.model, seed=cfg.train.seed)
+    views = ViewBuilder(dataset, graph, tokenizer_json, cfg.prompts, seed=cfg.train.seed)
     return Run(cfg, out_dir, dataset, graph, model, views)
 
 
