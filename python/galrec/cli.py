@@ -18,6 +18,16 @@ def main() -> None:
     """
 
 
+def _register_evaluation_commands() -> None:
+    from galrec.eval_cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_evaluation_commands()
+
+
 def _register_training_commands() -> None:
     from galrec.train_cli import COMMANDS
 
