@@ -30,3 +30,13 @@ def _register_evaluation_commands() -> None:
 
 
 _register_evaluation_commands()
+
+
+def _register_training_commands() -> None:
+    from galrec.train_cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_training_commands()
