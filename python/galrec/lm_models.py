@@ -1,0 +1,142 @@
+"""GAL-Rec, its ablations and the language-model baselines as models of :mod:`galrec.registry`.
+
+Each name maps to a packaged training config (``configs/<name>.yaml``, see galrec.config):
+``gal_rec`` (the method), ``text_lm`` (L0 only, no ID tokens, no graph), ``id_lm`` (ID tokens
+without graph learning, CLLM4Rec-like) and the ablations ``no_l1``, ``no_l2``, ``no_l3``,
+``no_queue``, ``no_hop2``. ``galrec compare`` trains them through :class:`galrec.train.Trainer`
+on the prepared dataset directory it was given, with the seed and device it was given; the
+trained model scores through the same evaluator as every baseline. Importing this module
+registers them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from galrec.registry import ModelSpec, TrainedModel, TrainRequest, register, write_run
+
+LANGUAGE_MODELS: dict[str, tuple[str, str]] = {
+    "gal_rec": ("method", "GAL-Rec: L0 + L1 + L2 + L3, momentum queue, hop-2 prompts"),
+    "text_lm": ("baseline", "text-only LM: L0 only, no ID tokens, no graph prompts"),
+    "id_lm": ("baseline", "ID-token LM without graph learning (CLLM4Rec-like)"),
+    "no_l1": ("ablation", "GAL-Rec without L1 (user hop-2 vs hop-0/1)"),
+    "no_l2": ("ablation", "GAL-Rec without L2 (item hop-2 vs hop-0/1)"),
+    "no_l3": ("ablation", "GAL-Rec without L3 (user hop-1 vs item hop-0)"),
+    "no_queue": ("ablation", "GAL-Rec without the momentum queue (in-batch negatives)"),
+    "no_hop2": ("ablation", "GAL-Rec without hop-2 prompts"),
+}
+
+
+class RunScorer:
+    """A trained LM run as a :class:`~galrec.evaluate.Scorer` and
+    :class:`~galrec.evaluate.EmbeddingModel`.
+
+    Scores come from the run's L0 head over users' hop-1 prompts. The representations are the
+    normalised contrastive outputs ``z``: users from their hop-1 prompts, items from hop-0 (the
+    pair that L3 aligns); they are computed on first use and cached.
+    """
+
+    def __init__(self, run: Any) -> None:
+        self.run = run
+        self._scorer = run.scorer()
+        self.num_items = int(run.dataset.num_items)
+        self._users: torch.Tensor | None = None
+        self._items: torch.Tensor | None = None
+
+    def score_users(self, users: torch.Tensor) -> torch.Tensor:
+        return self._scorer.score_users(users).to(users.device)
+
+    def user_embeddings(self) -> torch.Tensor:
+        if self._users is None:
+            nodes = np.arange(self.run.dataset.num_users)
+            self._users = self.run.representations("user", nodes, hop=1).cpu()
+        return self._users
+
+    def item_embeddings(self) -> torch.Tensor:
+        if self._items is None:
+            nodes = np.arange(self.num_items)
+            self._items = self.run.representations("item", nodes, hop=0).cpu()
+        return self._items
+
+
+def _history(run_dir: Path) -> list[dict[str, float]]:
+    """Training loss per step and validation NDCG per validation, from ``metrics.jsonl``."""
+    path = run_dir / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    history = []
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        entry = {"step": float(record["step"])}
+        if "loss" in record:
+            entry["loss"] = float(record["loss"])
+        for key, value in record.items():
+            if key.startswith("valid/"):
+                entry["valid_" + key.removeprefix("valid/")] = float(value)
+        if len(entry) > 1:
+            history.append(entry)
+    return history
+
+
+def _config(request: TrainRequest, name: str) -> Any:
+    from galrec.config import config_from_dict
+
+    if request.dataset_dir is None:
+        raise ValueError(f"{name} trains from a prepared dataset directory; none was given")
+    options = dict(request.config)
+    options["name"] = name
+    options["out_dir"] = str(request.run_dir)
+    options["data"] = {**options.get("data", {}), "dataset": str(request.dataset_dir)}
+    options["train"] = {
+        **options.get("train", {}),
+        "seed": request.seed,
+        "device": request.device,
+        "progress": request.progress,
+    }
+    return config_from_dict(options)
+
+
+def _trainer(name: str) -> Any:
+    def train(request: TrainRequest) -> TrainedModel:
+        from galrec.train import Trainer
+
+        cfg = _config(request, name)
+        start = time.perf_counter()
+        trainer = Trainer(cfg, request.run_dir)
+        result = trainer.fit()
+        seconds = time.perf_counter() - start
+        meta = {
+            "model": name,
+            "dataset": str(request.dataset_dir),
+            "seed": request.seed,
+            "config": cfg.to_dict(),
+            "train_seconds": seconds,
+            "best_step": result.best_step,
+        }
+        history = _history(request.run_dir)
+        write_run(request.run_dir, meta, history)
+        return TrainedModel(
+            scorer=RunScorer(trainer.run),
+            history=history,
+            train_seconds=seconds,
+            info={"best_step": result.best_step, "steps": result.steps},
+        )
+
+    return train
+
+
+def open_lm_run(run_dir: Path) -> RunScorer:
+    """The scorer of a finished LM run directory (its best checkpoint)."""
+    from galrec.run import open_run
+
+    return RunScorer(open_run(run_dir))
+
+
+for _name, (_kind, _description) in LANGUAGE_MODELS.items():
+    register(ModelSpec(_name, _kind, _description, _trainer(_name), open_lm_run))
