@@ -157,6 +157,10 @@ fn node_id(v: i128) -> Result<u32, String> {
 /// Node ids from any integer array, borrowed when already contiguous uint32.
 fn ids<'py>(obj: &Bound<'py, PyAny>, argument: &str) -> PyResult<Column<'py, u32>> {
     let array = as_array(obj, argument)?;
+    if array.is_empty() {
+        // `numpy.asarray([])` is float64; an empty id list has no dtype worth checking.
+        return Ok(Column::Owned(Vec::new()));
+    }
     if let Some(column) = borrow_exact::<u32>(&array) {
         if let Some(i) = column
             .slice()?
