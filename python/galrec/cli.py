@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from galrec import __version__
-from galrec.graph import graph
 from galrec.data.cli import data as data_commands
+from galrec.graph import graph
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,5 +20,5 @@ def main() -> None:
     """
 
 
-main.add_command(graph)
 main.add_command(data_commands)
+main.add_command(graph)
