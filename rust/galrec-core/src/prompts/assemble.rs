@@ -269,14 +269,6 @@ impl PromptAssembler {
         &self.options
     }
 
-    pub fn store(&self) -> &TextStore {
-        &self.store
-    }
-
-    pub fn tokenizer(&self) -> &PromptTokenizer {
-        &self.tokenizer
-    }
-
     /// Tokens every prompt of a template needs: specials, fixed text, node token, closing phrase.
     fn base_length(&self, side: Side, hop: usize) -> usize {
         self.template(side, hop).fixed_len
