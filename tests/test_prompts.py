@@ -337,6 +337,10 @@ def test_bad_inputs_name_the_id(bpe: PromptTokenizer, bpe_store: TextStore) -> N
         asm.assemble([0], side="users", hop=0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="seeds: must hold integers"):
         asm.assemble([0.5], side="user", hop=0)
+    with pytest.raises(ValueError, match="threads: must be at least 1"):
+        PromptAssembler(bpe, bpe_store, threads=0)
+    with pytest.raises(ValueError, match="max_length: must be between 1 and"):
+        PromptAssembler(bpe, bpe_store, max_length=10**9)
     with pytest.raises(ValueError, match="padding_side"):
         PromptAssembler(bpe, bpe_store, padding_side="middle")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="user_texts: has 1 entries but num_users is 2"):

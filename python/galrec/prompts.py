@@ -108,7 +108,9 @@ def _find_tokenizer_json(source: str | PathLike[str]) -> Path:
         return path
     if path.is_dir():
         return path / "tokenizer.json"
-    spec = importlib.util.find_spec(str(source)) if str(source).isidentifier() else None
+    name = str(source)
+    is_module_name = all(part.isidentifier() for part in name.split("."))
+    spec = importlib.util.find_spec(name) if is_module_name else None
     if spec is not None and spec.submodule_search_locations:
         for root in spec.submodule_search_locations:
             found = sorted(Path(root).rglob("tokenizer.json"))
