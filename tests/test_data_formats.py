@@ -111,6 +111,8 @@ def test_missing_file_and_directory_are_errors(tmp_path: Path) -> None:
         load_recbole(tmp_path)
     with pytest.raises(DataFormatError, match="file not found"):
         load_recbole(tmp_path / "absent.inter")
+    with pytest.raises(DataFormatError, match="is not a file"):
+        load_table(tmp_path)
 
 
 def test_movielens_100k(tmp_path: Path) -> None:

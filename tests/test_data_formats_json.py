@@ -144,3 +144,13 @@ def test_load_source_rejects_unknown_format_and_input_count(tmp_path: Path) -> N
         load_source("csv2", [tmp_path])
     with pytest.raises(DataFormatError, match="takes 1 to 1 inputs, got 2"):
         load_source("recbole", [tmp_path, tmp_path])
+
+
+def test_non_utf8_json_line_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    good = b'{"reviewerID": "A", "asin": "B", "overall": 5, "unixReviewTime": 1}\n'
+    path.write_bytes(
+        good + b'{"reviewerID": "\xff", "asin": "B", "overall": 5, "unixReviewTime": 1}\n'
+    )
+    with pytest.raises(DataFormatError, match=r"r\.json, line 2: not valid utf-8: byte 0xff"):
+        load_amazon(path)

@@ -6,6 +6,7 @@ import click
 
 from galrec import __version__
 from galrec.data.cli import data as data_commands
+from galrec.graph import graph
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,6 +21,7 @@ def main() -> None:
 
 
 main.add_command(data_commands)
+main.add_command(graph)
 
 
 def _register_evaluation_commands() -> None:

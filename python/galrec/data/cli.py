@@ -27,6 +27,8 @@ def _reported_errors() -> Iterator[None]:
         yield
     except (DataError, ValueError) as error:
         raise click.ClickException(" ".join(str(error).split())) from None
+    except OSError as error:  # unreadable input or unwritable output
+        raise click.ClickException(f"{error.filename or ''}: {error.strerror or error}") from None
 
 
 def _refuse_existing(output: Path, overwrite: bool) -> None:

@@ -142,14 +142,16 @@ class PreparedDataset:
     # --- the training graph ------------------------------------------------------------------
 
     def train_graph(self) -> BipartiteGraph:
-        """The training edges (never a validation or test edge) as a Rust bipartite graph.
+        """The training edges (never a validation or test edge) as a Rust bipartite graph, with
+        their timestamps.
 
-        Opened memory-mapped from the saved directory when there is one, else built in memory.
+        Memory-mapped from the saved directory's graph file (checked against the manifest when
+        the dataset was loaded) when there is one, else built in memory.
         """
         from galrec._core import BipartiteGraph
 
-        if self.directory is not None and (self.directory / GRAPH).is_file():
-            return BipartiteGraph.open(str(self.directory / GRAPH))
+        if self.directory is not None:
+            return BipartiteGraph.open(self.directory / GRAPH)
         return self._build_graph()
 
     def _build_graph(self) -> BipartiteGraph:
@@ -199,8 +201,7 @@ class PreparedDataset:
                 item_communities=self.ground_truth.item_communities,
                 twin_groups=self.ground_truth.twin_groups,
             )
-        if _graph_available():
-            self._build_graph().save(str(directory / GRAPH))
+        self._build_graph().save(directory / GRAPH)
         files = {
             path.name: _file_entry(path) for path in sorted(directory.iterdir()) if path.is_file()
         }
@@ -235,7 +236,7 @@ class PreparedDataset:
         root = Path(directory)
         manifest = read_manifest(root)
         files: dict[str, dict[str, Any]] = manifest["files"]
-        for required in (INTERACTIONS, ITEMS, USERS):
+        for required in (INTERACTIONS, ITEMS, USERS, GRAPH):
             if required not in files:
                 raise ManifestError(root, f"manifest lists no {required}")
         for name, entry in files.items():
@@ -361,10 +362,3 @@ def _replace_directory(staging: Path, target: Path) -> None:
     os.replace(target, retired / target.name)
     os.replace(staging, target)
     shutil.rmtree(retired, ignore_errors=True)
-
-
-def _graph_available() -> bool:
-    """Whether the compiled extension has the graph type (it is built on a separate branch)."""
-    from galrec import _core
-
-    return hasattr(_core, "BipartiteGraph")

@@ -2,6 +2,7 @@
 
 use pyo3::prelude::*;
 
+mod graph;
 mod prompts;
 
 /// Build information of the compiled extension: version, profile and target.
@@ -26,6 +27,7 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", galrec_core::VERSION)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    graph::register(m)?;
     prompts::register(m)?;
     Ok(())
 }

@@ -136,6 +136,7 @@ def convert_column(column: pa.Array, kind: Kind) -> Any:
         return values
     if kind is Kind.ID and pc.any(pc.equal(column, "")).as_py():
         raise ValueError("empty id")
+    column.validate(full=True)  # the JSON reader does not check UTF-8 by itself
     return column
 
 

@@ -22,7 +22,8 @@ PROGRESS_LINES = 65_536
 def require_file(path: Path) -> Path:
     """Return ``path`` if it is a readable file, else raise a :class:`DataFormatError`."""
     if not path.is_file():
-        raise DataFormatError(path, None, None, "file not found")
+        reason = "is not a file" if path.exists() else "file not found"
+        raise DataFormatError(path, None, None, reason)
     return path
 
 
