@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from galrec import __version__
+from galrec.graph import graph
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -36,3 +37,6 @@ def _register_training_commands() -> None:
 
 
 _register_training_commands()
+
+
+main.add_command(graph)

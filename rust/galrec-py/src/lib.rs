@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod prompts;
+mod graph;
 
 /// Build information of the compiled extension: version, profile and target.
 #[pyfunction]
@@ -27,5 +28,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", galrec_core::VERSION)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     prompts::register(m)?;
+    graph::register(m)?;
     Ok(())
 }
