@@ -2,8 +2,8 @@
 
 use pyo3::prelude::*;
 
-mod prompts;
 mod graph;
+mod prompts;
 
 /// Build information of the compiled extension: version, profile and target.
 #[pyfunction]
