@@ -72,7 +72,9 @@ def test_objective_without_queue_uses_batch_negatives_only():
     keys = {"user0": _unit(3, 2)}
     ids = BatchIds(torch.tensor([0, 1, 2]), torch.tensor([0, 0, 0]), torch.tensor([3, 3, 3]))
     total, _ = objective(cfg, plan, online, keys, ids, None, None)
-    assert math.isclose(float(total), float(info_nce(online["user1"][1], keys["user0"], ids.users, 0.07)))
+    assert math.isclose(
+        float(total), float(info_nce(online["user1"][1], keys["user0"], ids.users, 0.07))
+    )
 
 
 def test_l0_needs_scores():

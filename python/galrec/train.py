@@ -201,7 +201,7 @@ class Trainer:
         cfg = self.cfg.train
         if resume and (self.out_dir / "last").is_dir():
             self.load(self.out_dir / "last")
-        logger = MetricsLogger(self.out_dir, enabled=self.dist.is_main, resume=resume)
+        logger = MetricsLogger(self.out_dir, self.dist.is_main, self.step if resume else None)
         accum = cfg.grad_accum
         prefetch = Prefetcher(self.source, self.step * accum, cfg.steps * accum)
         bar = tqdm(
@@ -345,14 +345,19 @@ class Trainer:
 class MetricsLogger:
     """Per-step records to ``metrics.jsonl`` and, when installed, TensorBoard (rank 0 only)."""
 
-    def __init__(self, out_dir: Path, enabled: bool, resume: bool) -> None:
-        self.enabled = enabled
+    def __init__(self, out_dir: Path, enabled: bool, resumed_step: int | None) -> None:
+        """``resumed_step``: keep the records up to this step (a resumed run), else start anew."""
         self.file = None
         self.tb = None
         if not enabled:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.file = open(out_dir / "metrics.jsonl", "a" if resume else "w")  # noqa: SIM115
+        path = out_dir / "metrics.jsonl"
+        kept = []
+        if resumed_step is not None and path.is_file():
+            kept = [line for line in path.open() if json.loads(line)["step"] <= resumed_step]
+        self.file = open(path, "w")  # noqa: SIM115
+        self.file.writelines(kept)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
