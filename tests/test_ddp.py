@@ -28,7 +28,6 @@ def _worker(rank: int, out_dir: str, port: int) -> None:
         LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
     )  # fmt: skip
     import torch.distributed as dist
-
     from galrec.train import Trainer
 
     cfg = tiny_config(

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-
 from galrec.config import LossConfig
 from galrec.losses import info_nce, recommendation_loss
 from galrec.objective import BatchIds, enqueue_keys, objective, plan_views
@@ -79,9 +78,10 @@ def test_objective_without_queue_uses_batch_negatives_only():
 
 def test_l0_needs_scores():
     cfg = LossConfig(l1=0.0, l2=0.0, l3=0.0)
+    online = {"user1": (torch.zeros(1, 2), _unit(1, 0))}
+    ids = BatchIds(torch.tensor([0]), torch.tensor([0]), torch.tensor([1]))
     with pytest.raises(ValueError, match="no user scores"):
-        objective(cfg, plan_views(cfg), {"user1": (torch.zeros(1, 2), _unit(1, 0))}, {},
-                  BatchIds(torch.tensor([0]), torch.tensor([0]), torch.tensor([1])), None, None)  # fmt: skip
+        objective(cfg, plan_views(cfg), online, {}, ids, None, None)
 
 
 def test_enqueue_routes_keys_by_type_with_node_ids():

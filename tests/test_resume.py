@@ -7,11 +7,10 @@ import json
 
 import pytest
 import torch
-from train_helpers import tiny_config
-
 from galrec.checkpoint import load_checkpoint
 from galrec.pipeline import BatchSource
 from galrec.train import Trainer
+from train_helpers import tiny_config
 
 STEPS = ("train.steps=6", "train.checkpoint_every=3", "train.eval_every=3", "train.patience=0")
 
@@ -47,9 +46,8 @@ def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch):
 
 
 def test_adapter_checkpoint_loads_in_peft(tmp_path):
-    from peft import PeftModel
-
     from galrec.backbone import load_backbone
+    from peft import PeftModel
 
     cfg = tiny_config(tmp_path / "r", "gal_rec", "train.steps=2", "train.eval_every=0")
     trainer = Trainer(cfg)

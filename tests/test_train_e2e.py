@@ -8,10 +8,9 @@ import math
 
 import pytest
 from click.testing import CliRunner
-from train_helpers import tiny_config
-
 from galrec.cli import main
 from galrec.train import train
+from train_helpers import tiny_config
 
 
 def two_proportion_z(p1: float, p2: float, n: int) -> float:
