@@ -34,7 +34,7 @@ from galrec.checkpoint import (
 from galrec.config import Config
 from galrec.momentum import MomentumEncoder
 from galrec.objective import BatchIds, enqueue_keys, objective, plan_views
-from galrec.pipeline import BatchSource, Prefetcher, TrainBatch, concat_views
+from galrec.pipeline import BatchSource, Prefetcher, Tokens, TrainBatch, concat_views
 from galrec.queue import TypedQueues
 from galrec.run import Run, build_run
 
@@ -153,20 +153,14 @@ class Trainer:
         )
         score_rows = views["user1"]["input_ids"].shape[0] if self.cfg.loss.l0 > 0 else 0
         with self._autocast():
-            tokens, sizes = concat_views([views[v] for v in self.plan.online])
-            h, z, scores = self.online(**tokens, score_rows=score_rows)
-            pairs = zip(h.split(sizes), z.split(sizes), strict=True)
-            online = dict(zip(self.plan.online, pairs, strict=True))
-            keys: dict[str, torch.Tensor] = {}
-            if self.plan.keys:
-                key_tokens, key_sizes = concat_views([views[v] for v in self.plan.keys])
-                _, key_z, _ = self.momentum.forward(self.model, **key_tokens)
-                keys = dict(zip(self.plan.keys, key_z.float().split(key_sizes), strict=True))
-            online = {k: (hv.float(), zv.float()) for k, (hv, zv) in online.items()}
+            online = self._encode_online(views, score_rows)
+            scores = online.pop("scores", None)
+            keys = {
+                v: self.momentum.forward(self.model, **views[v])[1].float() for v in self.plan.keys
+            }
             loss, terms = objective(
-                self.cfg.loss, self.plan, online, keys, ids, self.queues,
-                None if scores is None else scores.float(),
-            )  # fmt: skip
+                self.cfg.loss, self.plan, online, keys, ids, self.queues, scores
+            )
         if sync or not isinstance(self.online, torch.nn.parallel.DistributedDataParallel):
             (loss * scale).backward()
         else:
@@ -176,6 +170,29 @@ class Trainer:
             enqueue_keys(self.queues, *self._gathered(keys, ids))
         out = {name: float(value) for name, value in terms.items()}
         out["loss"] = float(loss.detach())
+        return out
+
+    def _encode_online(self, views: dict[str, Tokens], score_rows: int) -> dict[str, Any]:
+        """(h, z) of every online view, plus "scores" (L0) of the user1 view.
+
+        One process: one forward per view (no padding to the longest view). Under DDP: one
+        forward over all views, because DDP expects one forward per backward.
+        """
+        out: dict[str, Any] = {}
+        if isinstance(self.online, torch.nn.parallel.DistributedDataParallel):
+            tokens, sizes = concat_views([views[v] for v in self.plan.online])
+            h, z, scores = self.online(**tokens, score_rows=score_rows)
+            for name, hv, zv in zip(self.plan.online, h.split(sizes), z.split(sizes), strict=True):
+                out[name] = (hv.float(), zv.float())
+        else:
+            scores = None
+            for name in self.plan.online:
+                rows = score_rows if name == "user1" else 0
+                h, z, view_scores = self.online(**views[name], score_rows=rows)
+                out[name] = (h.float(), z.float())
+                scores = view_scores if view_scores is not None else scores
+        if scores is not None:
+            out["scores"] = scores.float()
         return out
 
     def _gathered(
