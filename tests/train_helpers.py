@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import torch
 from galrec.backbone import Backbone, load_backbone
-from galrec.config import ModelConfig
+from galrec.config import Config, ModelConfig, load_config
 from galrec.external import ExternalEmbeddings
 from galrec.model import GalRecModel
 
@@ -45,3 +46,30 @@ def tiny_batch(
         "node_ids": node_ids,
         "pool_index": pool_index,
     }
+
+
+TINY_DATA = (
+    "data.generator={num_users: 160, num_twin_groups: 20, num_ordinary_items: 30, "
+    "min_interactions: 8, max_interactions: 16}"
+)
+
+
+def tiny_config(out_dir: Path, name: str = "gal_rec", *overrides: str) -> Config:
+    """A bundled config on the tiny semantic-gap world with a tiny BERT, fast on one CPU core."""
+    path = resources.files("galrec") / "configs" / f"{name}.yaml"
+    base = (
+        "model.backbone=tiny-bert",
+        "model.cf_epochs=20",
+        "model.head_dim=16",
+        "prompts.fanouts=[5, 3]",
+        "prompts.max_length=64",
+        "train.batch_size=16",
+        "train.lr=0.003",
+        "train.warmup_steps=2",
+        "train.threads=1",
+        "train.progress=false",
+        "loss.queue_size=256",
+        TINY_DATA,
+        f"out_dir={out_dir}",
+    )
+    return load_config(str(path), [*base, *overrides])

@@ -46,6 +46,51 @@ class BipartiteGraph:
         Raises :class:`GraphFileError` for a truncated, corrupt or wrong-version file."""
     def save(self, path: str | PathLike[str]) -> None:
         """Write the graph atomically (temporary file, fsync, rename)."""
+    @property
+    def num_users(self) -> int: ...
+    @property
+    def num_items(self) -> int: ...
+    @property
+    def num_edges(self) -> int: ...
+    @property
+    def has_timestamps(self) -> bool: ...
+    @property
+    def has_weights(self) -> bool: ...
+    @property
+    def is_mapped(self) -> bool:
+        """Whether the graph is memory-mapped from a file."""
+    def user_degrees(self) -> npt.NDArray[np.int64]:
+        """Items per user (a new array)."""
+    def item_degrees(self) -> npt.NDArray[np.int64]:
+        """Users per item (a new array)."""
+    def user_neighbors(self, user: int) -> npt.NDArray[np.uint32]:
+        """The items of ``user`` in stored order (a copy)."""
+    def item_neighbors(self, item: int) -> npt.NDArray[np.uint32]:
+        """The users of ``item`` in stored order (a copy)."""
+    def has_edge(self, user: int, item: int) -> bool: ...
+    def sample(
+        self,
+        seeds: npt.ArrayLike,
+        *,
+        side: str = "user",
+        fanouts: Sequence[int] = (10, 10),
+        strategy: str = "uniform",
+        seed: int = 0,
+        epoch: int = 0,
+        exclude: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+        num_threads: int | None = None,
+    ) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32]]]:
+        """Multi-hop neighbour sampling: one ``(offsets, nodes)`` pair per hop.
+
+        Hop 1 holds up to ``fanouts[0]`` neighbours of each seed (on the other side); hop
+        ``h + 1`` samples from each node of hop ``h``; hops that return to the seeds' side
+        never contain the seed itself. ``-1`` takes all neighbours. ``strategy`` is
+        "uniform" (without replacement), "recent" (latest by timestamp) or "weighted"
+        (by weight, without replacement). ``exclude=(users, items)`` edges are never
+        traversed. Deterministic in (seed, epoch, node, fanouts, strategy): independent of
+        thread count and batch composition. Within a parent, children keep stored order.
+        """
+
 # --- galrec.prompts (rust/galrec-py/src/prompts.rs) ---
 
 class PromptTokenizer:
@@ -93,45 +138,6 @@ class TextStore:
     @property
     def num_items(self) -> int: ...
     @property
-    def num_edges(self) -> int: ...
-    @property
-    def has_timestamps(self) -> bool: ...
-    @property
-    def has_weights(self) -> bool: ...
-    @property
-    def is_mapped(self) -> bool:
-        """Whether the graph is memory-mapped from a file."""
-    def user_degrees(self) -> npt.NDArray[np.int64]:
-        """Items per user (a new array)."""
-    def item_degrees(self) -> npt.NDArray[np.int64]:
-        """Users per item (a new array)."""
-    def user_neighbors(self, user: int) -> npt.NDArray[np.uint32]:
-        """The items of ``user`` in stored order (a copy)."""
-    def item_neighbors(self, item: int) -> npt.NDArray[np.uint32]:
-        """The users of ``item`` in stored order (a copy)."""
-    def has_edge(self, user: int, item: int) -> bool: ...
-    def sample(
-        self,
-        seeds: npt.ArrayLike,
-        *,
-        side: str = "user",
-        fanouts: Sequence[int] = (10, 10),
-        strategy: str = "uniform",
-        seed: int = 0,
-        epoch: int = 0,
-        exclude: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
-        num_threads: int | None = None,
-    ) -> list[tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32]]]:
-        """Multi-hop neighbour sampling: one ``(offsets, nodes)`` pair per hop.
-
-        Hop 1 holds up to ``fanouts[0]`` neighbours of each seed (on the other side); hop
-        ``h + 1`` samples from each node of hop ``h``; hops that return to the seeds' side
-        never contain the seed itself. ``-1`` takes all neighbours. ``strategy`` is
-        "uniform" (without replacement), "recent" (latest by timestamp) or "weighted"
-        (by weight, without replacement). ``exclude=(users, items)`` edges are never
-        traversed. Deterministic in (seed, epoch, node, fanouts, strategy): independent of
-        thread count and batch composition. Within a parent, children keep stored order.
-        """
     def has_user_texts(self) -> bool: ...
     @property
     def title_format(self) -> str: ...

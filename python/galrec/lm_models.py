@@ -87,12 +87,13 @@ def _history(run_dir: Path) -> list[dict[str, float]]:
 def _config(request: TrainRequest, name: str) -> Any:
     from galrec.config import config_from_dict
 
-    if request.dataset_dir is None:
-        raise ValueError(f"{name} trains from a prepared dataset directory; none was given")
     options = dict(request.config)
     options["name"] = name
     options["out_dir"] = str(request.run_dir)
-    options["data"] = {**options.get("data", {}), "dataset": str(request.dataset_dir)}
+    if request.dataset_dir is not None:
+        options["data"] = {**options.get("data", {}), "dataset": str(request.dataset_dir)}
+    else:  # an in-memory dataset: the run directory keeps a copy, which build_run loads
+        request.dataset.save(Path(request.run_dir) / "dataset", overwrite=True)
     options["train"] = {
         **options.get("train", {}),
         "seed": request.seed,
@@ -113,7 +114,7 @@ def _trainer(name: str) -> Any:
         seconds = time.perf_counter() - start
         meta = {
             "model": name,
-            "dataset": str(request.dataset_dir),
+            "dataset": str(request.dataset_dir or Path(request.run_dir) / "dataset"),
             "seed": request.seed,
             "config": cfg.to_dict(),
             "train_seconds": seconds,

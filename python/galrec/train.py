@@ -34,7 +34,7 @@ from galrec.checkpoint import (
 from galrec.config import Config
 from galrec.momentum import MomentumEncoder
 from galrec.objective import BatchIds, enqueue_keys, objective, plan_views
-from galrec.pipeline import BatchSource, Prefetcher, TrainBatch, concat_views
+from galrec.pipeline import BatchSource, Prefetcher, Tokens, TrainBatch, concat_views
 from galrec.queue import TypedQueues
 from galrec.run import Run, build_run
 
@@ -153,20 +153,14 @@ class Trainer:
         )
         score_rows = views["user1"]["input_ids"].shape[0] if self.cfg.loss.l0 > 0 else 0
         with self._autocast():
-            tokens, sizes = concat_views([views[v] for v in self.plan.online])
-            h, z, scores = self.online(**tokens, score_rows=score_rows)
-            pairs = zip(h.split(sizes), z.split(sizes), strict=True)
-            online = dict(zip(self.plan.online, pairs, strict=True))
-            keys: dict[str, torch.Tensor] = {}
-            if self.plan.keys:
-                key_tokens, key_sizes = concat_views([views[v] for v in self.plan.keys])
-                _, key_z, _ = self.momentum.forward(self.model, **key_tokens)
-                keys = dict(zip(self.plan.keys, key_z.float().split(key_sizes), strict=True))
-            online = {k: (hv.float(), zv.float()) for k, (hv, zv) in online.items()}
+            online = self._encode_online(views, score_rows)
+            scores = online.pop("scores", None)
+            keys = {
+                v: self.momentum.forward(self.model, **views[v])[1].float() for v in self.plan.keys
+            }
             loss, terms = objective(
-                self.cfg.loss, self.plan, online, keys, ids, self.queues,
-                None if scores is None else scores.float(),
-            )  # fmt: skip
+                self.cfg.loss, self.plan, online, keys, ids, self.queues, scores
+            )
         if sync or not isinstance(self.online, torch.nn.parallel.DistributedDataParallel):
             (loss * scale).backward()
         else:
@@ -176,6 +170,29 @@ class Trainer:
             enqueue_keys(self.queues, *self._gathered(keys, ids))
         out = {name: float(value) for name, value in terms.items()}
         out["loss"] = float(loss.detach())
+        return out
+
+    def _encode_online(self, views: dict[str, Tokens], score_rows: int) -> dict[str, Any]:
+        """(h, z) of every online view, plus "scores" (L0) of the user1 view.
+
+        One process: one forward per view (no padding to the longest view). Under DDP: one
+        forward over all views, because DDP expects one forward per backward.
+        """
+        out: dict[str, Any] = {}
+        if isinstance(self.online, torch.nn.parallel.DistributedDataParallel):
+            tokens, sizes = concat_views([views[v] for v in self.plan.online])
+            h, z, scores = self.online(**tokens, score_rows=score_rows)
+            for name, hv, zv in zip(self.plan.online, h.split(sizes), z.split(sizes), strict=True):
+                out[name] = (hv.float(), zv.float())
+        else:
+            scores = None
+            for name in self.plan.online:
+                rows = score_rows if name == "user1" else 0
+                h, z, view_scores = self.online(**views[name], score_rows=rows)
+                out[name] = (h.float(), z.float())
+                scores = view_scores if view_scores is not None else scores
+        if scores is not None:
+            out["scores"] = scores.float()
         return out
 
     def _gathered(
@@ -201,7 +218,7 @@ class Trainer:
         cfg = self.cfg.train
         if resume and (self.out_dir / "last").is_dir():
             self.load(self.out_dir / "last")
-        logger = MetricsLogger(self.out_dir, enabled=self.dist.is_main, resume=resume)
+        logger = MetricsLogger(self.out_dir, self.dist.is_main, self.step if resume else None)
         accum = cfg.grad_accum
         prefetch = Prefetcher(self.source, self.step * accum, cfg.steps * accum)
         bar = tqdm(
@@ -345,14 +362,19 @@ class Trainer:
 class MetricsLogger:
     """Per-step records to ``metrics.jsonl`` and, when installed, TensorBoard (rank 0 only)."""
 
-    def __init__(self, out_dir: Path, enabled: bool, resume: bool) -> None:
-        self.enabled = enabled
+    def __init__(self, out_dir: Path, enabled: bool, resumed_step: int | None) -> None:
+        """``resumed_step``: keep the records up to this step (a resumed run), else start anew."""
         self.file = None
         self.tb = None
         if not enabled:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
-        self.file = open(out_dir / "metrics.jsonl", "a" if resume else "w")  # noqa: SIM115
+        path = out_dir / "metrics.jsonl"
+        kept = []
+        if resumed_step is not None and path.is_file():
+            kept = [line for line in path.open() if json.loads(line)["step"] <= resumed_step]
+        self.file = open(path, "w")  # noqa: SIM115
+        self.file.writelines(kept)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
