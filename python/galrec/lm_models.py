@@ -11,8 +11,10 @@ registers them.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,24 @@ def _history(run_dir: Path) -> list[dict[str, float]]:
         if len(entry) > 1:
             history.append(entry)
     return history
+
+
+def with_overrides(config: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``config`` (a parsed YAML mapping) with dotted ``key=value`` overrides merged in."""
+    from galrec.config import parse_override
+
+    merged = copy.deepcopy(config)
+    for text in overrides:
+        key, value = parse_override(text)
+        target = merged
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = target.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ValueError(f"override {text!r}: {part!r} is a value, not a section")
+            target = child
+        target[leaf] = value
+    return merged
 
 
 def _config(request: TrainRequest, name: str) -> Any:
