@@ -205,7 +205,9 @@ class EvalResult:
             "extra": self.extra,
         }
         (directory / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-        np.savez(directory / "per_user.npz", users=self.users, **self.per_user)
+        arrays = {"users": self.users, **self.per_user}
+        # numpy's stub types **kwds like its own bool keyword (allow_pickle); the values are arrays.
+        np.savez(directory / "per_user.npz", **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, directory: str | Path) -> EvalResult:

@@ -113,7 +113,10 @@ def _config(request: TrainRequest, name: str) -> Any:
     if request.dataset_dir is not None:
         options["data"] = {**options.get("data", {}), "dataset": str(request.dataset_dir)}
     else:  # an in-memory dataset: the run directory keeps a copy, which build_run loads
-        request.dataset.save(Path(request.run_dir) / "dataset", overwrite=True)
+        save = getattr(request.dataset, "save", None)
+        if save is None:
+            raise ValueError(f"{name} needs a prepared dataset (directory or PreparedDataset)")
+        save(Path(request.run_dir) / "dataset", overwrite=True)
     options["train"] = {
         **options.get("train", {}),
         "seed": request.seed,
