@@ -37,6 +37,8 @@ REPO = Path(__file__).resolve().parents[1]
 JOB = Path(__file__).resolve().with_name("wheel_smoke_job.py")
 # The only runtime dependencies the smoke environment gets: galrec's light core.
 LIGHT_DEPS = ("numpy", "click")
+# A command line: strings and paths, stringified when run.
+Command = list[str | Path]
 # Legacy manylinux names (PEP 513/571/599) and the glibc version each one stands for.
 LEGACY_MANYLINUX = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 
@@ -46,7 +48,7 @@ def log(message: str) -> None:
     print(f"[wheel-smoke] {message}", flush=True)
 
 
-def run(cmd: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
+def run(cmd: Command, *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     """Run a command, echo it, and return its stdout; a non-zero exit stops the smoke test."""
     log("$ " + " ".join(str(part) for part in cmd))
     result = subprocess.run(
@@ -154,7 +156,7 @@ def make_smoke_venv(venv: Path, base_python: str, wheel: Path) -> tuple[Path, Pa
     """A fresh venv holding the wheel (no deps) plus numpy and click only."""
     run([base_python, "-m", "venv", venv])
     python, galrec_exe = venv_paths(venv)
-    pip = [python, "-m", "pip", "--disable-pip-version-check", "install", "--quiet"]
+    pip: Command = [python, "-m", "pip", "--disable-pip-version-check", "install", "--quiet"]
     run([*pip, "--no-deps", wheel])
     run([*pip, *LIGHT_DEPS])
     return python, galrec_exe
@@ -220,7 +222,7 @@ def main() -> None:
         tmp = Path(tmp_name)
         dist = tmp / "dist"
         if args.wheel_dir is None:
-            build = [find_maturin(), "build", "--release", "--out", dist]
+            build: Command = [find_maturin(), "build", "--release", "--out", dist]
             run([*build, "--sdist"] if args.sdist else build, cwd=REPO, env=build_env())
             wheel_dir = dist
         else:
@@ -239,7 +241,8 @@ def main() -> None:
         # An empty working directory: nothing of the source tree can shadow the install.
         workdir = tmp / "work"
         workdir.mkdir()
-        job = shutil.copy(JOB, workdir / JOB.name)
+        job = workdir / JOB.name
+        shutil.copy(JOB, job)
         sys.stdout.write(run([python, "-I", job, "--version", version], cwd=workdir))
         run_entry_points(python, galrec_exe, version, workdir)
 
