@@ -51,9 +51,11 @@ def log(message: str) -> None:
 def run(cmd: Command, *, cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     """Run a command, echo it, and return its stdout; a non-zero exit stops the smoke test."""
     log("$ " + " ".join(str(part) for part in cmd))
+    started = time.perf_counter()
     result = subprocess.run(
         [str(part) for part in cmd], cwd=cwd, env=env, capture_output=True, text=True
     )
+    log(f"  ({time.perf_counter() - started:.1f} s)")
     if result.returncode != 0:
         sys.stdout.write(result.stdout)
         sys.stderr.write(result.stderr)
