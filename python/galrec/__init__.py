@@ -4,6 +4,6 @@ The Rust extension ``galrec._core`` stores the user-item graph, samples multi-ho
 neighbourhoods and assembles token batches; the Python side trains and evaluates.
 """
 
-from galrec._core import __version__, build_info
+from galrec._core import BipartiteGraph, GraphFileError, __version__, build_info
 
-__all__ = ["__version__", "build_info"]
+__all__ = ["BipartiteGraph", "GraphFileError", "__version__", "build_info"]

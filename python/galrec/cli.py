@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from galrec import __version__
+from galrec.graph import graph
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,3 +17,6 @@ def main() -> None:
     Example:
       galrec quickstart
     """
+
+
+main.add_command(graph)

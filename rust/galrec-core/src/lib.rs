@@ -3,5 +3,13 @@
 //! Everything here is plain Rust, unit-tested with `cargo test`; the PyO3 crate
 //! `galrec-py` only converts types and errors.
 
+mod build;
+pub mod error;
+pub mod graph;
+pub mod parallel;
+pub mod rng;
+pub mod sample;
+pub mod storage;
+
 /// The crate version, shared with the Python package (one version, in Cargo.toml).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

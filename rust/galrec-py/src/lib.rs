@@ -2,6 +2,8 @@
 
 use pyo3::prelude::*;
 
+mod graph;
+
 /// Build information of the compiled extension: version, profile and target, so a bug
 /// report can say exactly which binary ran.
 #[pyfunction]
@@ -26,5 +28,6 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", galrec_core::VERSION)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
+    graph::register(m)?;
     Ok(())
 }

@@ -1,0 +1,495 @@
+//! Multi-hop neighbour sampling.
+//!
+//! Hop 1 samples, for every seed, up to `fanouts[0]` neighbours on the other side; hop `h + 1`
+//! samples from every node of hop `h` (flattened, duplicates included). At every hop whose
+//! children lie on the seeds' side (hops 2, 4, ...), the root seed is never sampled.
+//!
+//! Each node's draw comes from its own counter-based stream keyed by (seed, epoch, hop, side,
+//! node), so results do not depend on the thread count or on what else is in the batch.
+//!
+//! The loop over a chunk of parents runs in two phases (see PERFORMANCE.md): phase one reads
+//! each parent's offsets (prefetching those of parents a few places ahead) and writes the
+//! drawn absolute edge positions into a scratch array; phase two gathers the neighbour ids,
+//! prefetching about 16 positions ahead, so many cache misses are in flight at once.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashSet};
+
+use rayon::prelude::*;
+
+use crate::build::float_time_key;
+use crate::error::{GraphError, Result};
+use crate::graph::{BipartiteGraph, CsrView, Side};
+use crate::rng::{HopKey, NodeRng};
+
+/// How the neighbours of a node are chosen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    /// Without replacement, every k-subset equally likely.
+    Uniform,
+    /// The k latest by timestamp (the graph must have timestamps).
+    Recent,
+    /// Without replacement, by edge weight (Efraimidis–Spirakis; the graph must have weights).
+    Weighted,
+}
+
+impl Strategy {
+    /// Parses "uniform", "recent" or "weighted".
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "uniform" => Ok(Self::Uniform),
+            "recent" => Ok(Self::Recent),
+            "weighted" => Ok(Self::Weighted),
+            other => Err(GraphError::invalid(
+                "strategy",
+                format!("must be 'uniform', 'recent' or 'weighted', got {other:?}"),
+            )),
+        }
+    }
+}
+
+/// One sampling request.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleSpec<'a> {
+    pub seeds: &'a [u32],
+    pub side: Side,
+    /// Neighbours per parent at each hop; -1 takes all.
+    pub fanouts: &'a [i64],
+    pub strategy: Strategy,
+    pub seed: u64,
+    pub epoch: u64,
+    /// (users, items) edges never traversed, in either direction.
+    pub exclude: Option<(&'a [u32], &'a [u32])>,
+}
+
+/// One hop of the result: the children of parent `j` are `nodes[offsets[j]..offsets[j + 1]]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Hop {
+    pub offsets: Vec<i64>,
+    pub nodes: Vec<u32>,
+}
+
+/// Parents per parallel task: small enough to spread a 1024-seed hop over threads.
+const CHUNK: usize = 256;
+/// How far ahead phase one prefetches parent offsets.
+const PREFETCH_OFFSETS: usize = 8;
+/// How far ahead phase two prefetches neighbour ids.
+const PREFETCH_GATHER: usize = 16;
+/// Up to this many draws, Floyd's algorithm checks membership by a linear scan.
+const SMALL_DRAW: usize = 32;
+
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint to the cache: it never faults and changes no program
+    // state, whatever the address, so any pointer value is sound here.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// Excluded edges seen from one side: for a parent, the sorted children it may not reach.
+/// A small bit filter answers "no exclusions here" for most nodes without a search.
+struct ExcludeIndex {
+    filter: Vec<u64>,
+    shift: u32,
+    parents: Vec<u32>,
+    starts: Vec<usize>,
+    children: Vec<u32>,
+}
+
+impl ExcludeIndex {
+    fn new(mut pairs: Vec<(u32, u32)>) -> Self {
+        pairs.sort_unstable();
+        pairs.dedup();
+        let mut parents = Vec::new();
+        let mut starts = Vec::new();
+        for (i, &(p, _)) in pairs.iter().enumerate() {
+            if parents.last() != Some(&p) {
+                parents.push(p);
+                starts.push(i);
+            }
+        }
+        starts.push(pairs.len());
+        let bits = (parents.len() * 16).max(64).next_power_of_two();
+        let shift = 64 - bits.trailing_zeros();
+        let mut filter = vec![0u64; bits / 64];
+        for &p in &parents {
+            let h = Self::hash(p, shift);
+            filter[h >> 6] |= 1 << (h & 63);
+        }
+        Self {
+            filter,
+            shift,
+            parents,
+            starts,
+            children: pairs.into_iter().map(|(_, c)| c).collect(),
+        }
+    }
+
+    #[inline]
+    fn hash(node: u32, shift: u32) -> usize {
+        (u64::from(node).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> shift) as usize
+    }
+
+    #[inline]
+    fn get(&self, node: u32) -> Option<&[u32]> {
+        let h = Self::hash(node, self.shift);
+        if (self.filter[h >> 6] >> (h & 63)) & 1 == 0 {
+            return None;
+        }
+        let at = self.parents.binary_search(&node).ok()?;
+        Some(&self.children[self.starts[at]..self.starts[at + 1]])
+    }
+}
+
+/// What phase three removes from a parent's gathered neighbours.
+#[derive(Clone, Copy)]
+enum Drop {
+    Nothing,
+    /// Every occurrence of the root.
+    Root,
+    /// The root if present, otherwise the entry at this index (one draw more than wanted).
+    RootOr(u32),
+}
+
+struct Plan {
+    start: usize,
+    len: usize,
+    drop: Drop,
+}
+
+/// Everything one hop's parents share.
+struct HopCtx<'a> {
+    csr: CsrView<'a>,
+    key: HopKey,
+    fanout: Option<usize>,
+    strategy: Strategy,
+    drop_root: bool,
+    exclude: Option<&'a ExcludeIndex>,
+}
+
+/// Per-task scratch space, reused across the parents of a chunk.
+#[derive(Default)]
+struct Scratch {
+    allowed: Vec<u64>,
+    seen: HashSet<u64>,
+    heap: BinaryHeap<Reverse<(u64, u64)>>,
+}
+
+/// Appends `k` distinct uniform draws from `0..n` (`k <= n`), sorted.
+fn choose_uniform(
+    n: u64,
+    k: usize,
+    rng: &mut NodeRng,
+    out: &mut Vec<u64>,
+    seen: &mut HashSet<u64>,
+) {
+    let start = out.len();
+    let k64 = k as u64;
+    if k <= SMALL_DRAW {
+        // Floyd's algorithm: every k-subset equally likely, k draws.
+        for j in (n - k64)..n {
+            let t = rng.below(j + 1);
+            let pick = if out[start..].contains(&t) { j } else { t };
+            out.push(pick);
+        }
+    } else if 2 * k64 >= n {
+        // Dense: a partial Fisher–Yates shuffle of 0..n.
+        out.extend(0..n);
+        for i in 0..k {
+            let r = i + rng.below(n - i as u64) as usize;
+            out.swap(start + i, start + r);
+        }
+        out.truncate(start + k);
+    } else {
+        seen.clear();
+        for j in (n - k64)..n {
+            let t = rng.below(j + 1);
+            let pick = if seen.insert(t) { t } else { j };
+            seen.insert(pick);
+            out.push(pick);
+        }
+    }
+    out[start..].sort_unstable();
+}
+
+/// Appends the `k` draws (`k < n`) with the largest Efraimidis–Spirakis keys `ln(u) / w`,
+/// sorted; returns the index (in the appended run) of the one with the smallest key.
+fn choose_weighted(
+    n: usize,
+    k: usize,
+    weight: impl Fn(usize) -> f32,
+    rng: &mut NodeRng,
+    out: &mut Vec<u64>,
+    heap: &mut BinaryHeap<Reverse<(u64, u64)>>,
+) -> u32 {
+    heap.clear();
+    for r in 0..n {
+        let key = float_time_key(rng.unit_open().ln() / f64::from(weight(r)));
+        let entry = Reverse((key, r as u64));
+        if heap.len() < k {
+            heap.push(entry);
+        } else if heap.peek().is_some_and(|min| entry < *min) {
+            heap.pop();
+            heap.push(entry);
+        }
+    }
+    let weakest = heap.peek().map_or(0, |Reverse((_, r))| *r);
+    let start = out.len();
+    out.extend(heap.drain().map(|Reverse((_, r))| r));
+    out[start..].sort_unstable();
+    out[start..].iter().position(|&r| r == weakest).unwrap_or(0) as u32
+}
+
+/// Phase one for one parent: appends absolute edge positions to `pos`, returns what phase
+/// three must drop.
+fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch) -> Drop {
+    let range = ctx.csr.range(node);
+    let excluded = ctx.exclude.and_then(|x| x.get(node));
+    if let Some(excluded) = excluded {
+        scratch.allowed.clear();
+        scratch.allowed.extend(
+            range
+                .clone()
+                .filter(|&p| excluded.binary_search(&ctx.csr.neighbors[p]).is_err())
+                .map(|p| p as u64),
+        );
+    }
+    let n = excluded.map_or(range.len(), |_| scratch.allowed.len());
+    let want = match ctx.fanout {
+        Some(k) if k < n => k + usize::from(ctx.drop_root),
+        _ => n,
+    };
+    let start = pos.len();
+    let drop = if want == n {
+        pos.extend(0..n as u64);
+        if ctx.drop_root {
+            Drop::Root
+        } else {
+            Drop::Nothing
+        }
+    } else {
+        let weakest = match ctx.strategy {
+            Strategy::Uniform => {
+                let mut rng = ctx.key.stream(node);
+                choose_uniform(n as u64, want, &mut rng, pos, &mut scratch.seen);
+                rng.below(want as u64) as u32
+            }
+            Strategy::Recent => {
+                pos.extend((n - want) as u64..n as u64);
+                0
+            }
+            Strategy::Weighted => {
+                let mut rng = ctx.key.stream(node);
+                let weights = ctx.csr.weights.unwrap_or(&[]);
+                let allowed = &scratch.allowed;
+                let weight = |r: usize| match excluded {
+                    Some(_) => weights[allowed[r] as usize],
+                    None => weights[range.start + r],
+                };
+                choose_weighted(n, want, weight, &mut rng, pos, &mut scratch.heap)
+            }
+        };
+        if ctx.drop_root {
+            Drop::RootOr(weakest)
+        } else {
+            Drop::Nothing
+        }
+    };
+    match excluded {
+        Some(_) => pos[start..]
+            .iter_mut()
+            .for_each(|r| *r = scratch.allowed[*r as usize]),
+        None => pos[start..]
+            .iter_mut()
+            .for_each(|r| *r += range.start as u64),
+    }
+    drop
+}
+
+/// Samples the children of one chunk of parents; returns (children per parent, children).
+fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let offsets = ctx.csr.offsets;
+    let neighbors = ctx.csr.neighbors;
+    let mut scratch = Scratch::default();
+    let mut pos = Vec::with_capacity(parents.len() * ctx.fanout.unwrap_or(16).min(64));
+    let mut plans = Vec::with_capacity(parents.len());
+    for (j, &node) in parents.iter().enumerate() {
+        if let Some(&ahead) = parents.get(j + PREFETCH_OFFSETS) {
+            prefetch(offsets.as_ptr().wrapping_add(ahead as usize));
+        }
+        let start = pos.len();
+        let drop = choose(ctx, node, &mut pos, &mut scratch);
+        plans.push(Plan {
+            start,
+            len: pos.len() - start,
+            drop,
+        });
+    }
+    let mut gathered = Vec::with_capacity(pos.len());
+    for (s, &p) in pos.iter().enumerate() {
+        if let Some(&ahead) = pos.get(s + PREFETCH_GATHER) {
+            prefetch(neighbors.as_ptr().wrapping_add(ahead as usize));
+        }
+        gathered.push(neighbors[p as usize]);
+    }
+    if !ctx.drop_root {
+        let counts = plans.iter().map(|p| p.len as u32).collect();
+        return (counts, gathered);
+    }
+    let mut counts = Vec::with_capacity(plans.len());
+    let mut nodes = Vec::with_capacity(gathered.len());
+    for (plan, &root) in plans.iter().zip(roots) {
+        let drawn = &gathered[plan.start..plan.start + plan.len];
+        let fallback = match plan.drop {
+            Drop::RootOr(f) if !drawn.contains(&root) => Some(f as usize),
+            _ => None,
+        };
+        let before = nodes.len();
+        nodes.extend(
+            drawn
+                .iter()
+                .enumerate()
+                .filter(|&(i, &v)| {
+                    !(matches!(plan.drop, Drop::Root | Drop::RootOr(_)) && v == root)
+                        && Some(i) != fallback
+                })
+                .map(|(_, &v)| v),
+        );
+        counts.push((nodes.len() - before) as u32);
+    }
+    (counts, nodes)
+}
+
+fn check_ids(argument: &str, ids: &[u32], graph: &BipartiteGraph, side: Side) -> Result<()> {
+    let n = graph.num_nodes(side);
+    if let Some(i) = ids.par_iter().position_first(|&v| v >= n) {
+        return Err(GraphError::invalid(
+            argument,
+            format!(
+                "{} id {} at index {i} is out of range (num_{}s={n})",
+                side.name(),
+                ids[i],
+                side.name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_fanouts(fanouts: &[i64]) -> Result<Vec<Option<usize>>> {
+    if fanouts.is_empty() {
+        return Err(GraphError::invalid("fanouts", "must name at least one hop"));
+    }
+    fanouts
+        .iter()
+        .enumerate()
+        .map(|(h, &f)| match f {
+            -1 => Ok(None),
+            f if f >= 0 => usize::try_from(f).map(Some).map_err(|_| {
+                GraphError::invalid("fanouts", format!("hop {} fanout {f} is too large", h + 1))
+            }),
+            f => Err(GraphError::invalid(
+                "fanouts",
+                format!("hop {} fanout {f} must be -1 (all) or at least 0", h + 1),
+            )),
+        })
+        .collect()
+}
+
+/// Samples a multi-hop neighbourhood of `spec.seeds`; one [`Hop`] per fanout. Runs on the
+/// current rayon pool.
+pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>> {
+    let fanouts = parse_fanouts(spec.fanouts)?;
+    check_ids("seeds", spec.seeds, graph, spec.side)?;
+    let meta = graph.meta();
+    match spec.strategy {
+        Strategy::Recent if meta.time_kind.is_none() => {
+            return Err(GraphError::invalid(
+                "strategy",
+                "'recent' needs a graph built with timestamps",
+            ))
+        }
+        Strategy::Weighted if !meta.has_weights => {
+            return Err(GraphError::invalid(
+                "strategy",
+                "'weighted' needs a graph built with weights",
+            ))
+        }
+        _ => {}
+    }
+    let exclude = match spec.exclude {
+        None => None,
+        Some((users, items)) => {
+            if users.len() != items.len() {
+                return Err(GraphError::invalid(
+                    "exclude",
+                    format!(
+                        "users has {} entries but items has {}",
+                        users.len(),
+                        items.len()
+                    ),
+                ));
+            }
+            check_ids("exclude users", users, graph, Side::User)?;
+            check_ids("exclude items", items, graph, Side::Item)?;
+            let pairs = || users.iter().copied().zip(items.iter().copied());
+            Some((
+                ExcludeIndex::new(pairs().collect()),
+                ExcludeIndex::new(pairs().map(|(u, i)| (i, u)).collect()),
+            ))
+        }
+    };
+
+    let mut hops = Vec::with_capacity(fanouts.len());
+    let mut parents: Vec<u32> = spec.seeds.to_vec();
+    let mut roots: Vec<u32> = spec.seeds.to_vec();
+    for (h, &fanout) in fanouts.iter().enumerate() {
+        let parent_side = if h % 2 == 0 {
+            spec.side
+        } else {
+            spec.side.other()
+        };
+        let ctx = HopCtx {
+            csr: graph.csr(parent_side),
+            key: HopKey::new(spec.seed, spec.epoch, h as u32, parent_side.index()),
+            fanout,
+            strategy: spec.strategy,
+            drop_root: h % 2 == 1,
+            exclude: exclude
+                .as_ref()
+                .map(|(by_user, by_item)| match parent_side {
+                    Side::User => by_user,
+                    Side::Item => by_item,
+                }),
+        };
+        let chunks: Vec<(Vec<u32>, Vec<u32>)> = parents
+            .par_chunks(CHUNK)
+            .zip(roots.par_chunks(CHUNK))
+            .map(|(p, r)| sample_chunk(&ctx, p, r))
+            .collect();
+        let total: usize = chunks.iter().map(|(_, nodes)| nodes.len()).sum();
+        let mut offsets = Vec::with_capacity(parents.len() + 1);
+        let mut nodes = Vec::with_capacity(total);
+        let mut next_roots = Vec::with_capacity(if h + 1 < fanouts.len() { total } else { 0 });
+        offsets.push(0i64);
+        let mut parent = 0usize;
+        for (counts, chunk_nodes) in &chunks {
+            nodes.extend_from_slice(chunk_nodes);
+            for &c in counts {
+                offsets.push(offsets[offsets.len() - 1] + i64::from(c));
+                if h + 1 < fanouts.len() {
+                    next_roots.extend(std::iter::repeat(roots[parent]).take(c as usize));
+                }
+                parent += 1;
+            }
+        }
+        parents = nodes.clone();
+        roots = next_roots;
+        hops.push(Hop { offsets, nodes });
+    }
+    Ok(hops)
+}
