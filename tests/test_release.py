@@ -205,6 +205,9 @@ def test_stubs_match_the_built_extension() -> None:
             "-m",
             "mypy.stubtest",
             "galrec._core",
+            # PyO3 classes are not subclassable, so the stubs mark them @final; PEP 800's
+            # @disjoint_base adds nothing for a class nothing can derive from.
+            "--ignore-disjoint-bases",
             "--allowlist",
             str(REPO / "tests" / "stubtest_allowlist.txt"),
         ],

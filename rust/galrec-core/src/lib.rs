@@ -13,3 +13,5 @@ pub mod storage;
 
 /// The crate version, shared with the Python package (one version, in Cargo.toml).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub mod prompts;

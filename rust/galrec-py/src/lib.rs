@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod graph;
+mod prompts;
 
 /// Build information of the compiled extension: version, profile and target, so a bug
 /// report can say exactly which binary ran.
@@ -29,5 +30,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", galrec_core::VERSION)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     graph::register(m)?;
+    prompts::register(m)?;
     Ok(())
 }
