@@ -271,7 +271,8 @@ def test_release_profile_is_tuned_for_speed() -> None:
     profile = load_toml(REPO / "Cargo.toml")["profile"]["release"]
     assert profile["lto"] in ("fat", True)
     assert profile["codegen-units"] == 1
-    assert load_toml(REPO / "pyproject.toml")["tool"]["maturin"]["profile"] == "release"
+    maturin = load_toml(REPO / "pyproject.toml")["tool"]["maturin"]
+    assert maturin["profile"] == "release" and maturin["strip"] is True
 
 
 # --- the smoke script's manylinux audit ------------------------------------------------------
