@@ -47,10 +47,10 @@ WORDS = tuple(_WORD_TEXT.split())
 
 
 def make_titles(n: int, rng: np.random.Generator) -> list[str]:
-    """Product-like titles of 7 to 12 words (about 60 to 90 characters)."""
+    """Product-like titles of 5 to 9 words (about 50 characters)."""
     titles = []
     for _ in range(n):
-        words = rng.choice(WORDS, int(rng.integers(7, 13)))
+        words = rng.choice(WORDS, int(rng.integers(5, 10)))
         title = " ".join(words).capitalize()
         if rng.random() < 0.4:
             title += f", {int(rng.integers(2, 50))} Count"

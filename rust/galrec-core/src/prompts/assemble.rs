@@ -10,6 +10,9 @@ use super::{PromptError, PromptTokenizer, Side, TextStore};
 /// Prompts per unit of parallel work (and the smallest batch split across threads).
 const CHUNK: usize = 32;
 
+/// The largest `max_length` accepted (tokens per prompt).
+const MAX_LENGTH_LIMIT: usize = 1 << 20;
+
 /// Where padding goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaddingSide {
@@ -240,6 +243,15 @@ impl PromptAssembler {
                 Compiled::new(&parts[2], &tokenizer)?,
             ])
         };
+        if !(1..=MAX_LENGTH_LIMIT).contains(&options.max_length) {
+            return Err(PromptError::invalid(
+                "max_length",
+                format!(
+                    "must be between 1 and {MAX_LENGTH_LIMIT}, got {}",
+                    options.max_length
+                ),
+            ));
+        }
         let pool = match options.threads {
             Some(0) => return Err(PromptError::invalid("threads", "must be at least 1")),
             Some(n) => Some(
@@ -267,14 +279,6 @@ impl PromptAssembler {
 
     pub fn options(&self) -> &AssembleOptions {
         &self.options
-    }
-
-    pub fn store(&self) -> &TextStore {
-        &self.store
-    }
-
-    pub fn tokenizer(&self) -> &PromptTokenizer {
-        &self.tokenizer
     }
 
     /// Tokens every prompt of a template needs: specials, fixed text, node token, closing phrase.
