@@ -241,7 +241,7 @@ def test_package_metadata_is_complete() -> None:
 
 def test_every_optional_module_is_provided_by_its_extra() -> None:
     extras = load_toml(REPO / "pyproject.toml")["project"]["optional-dependencies"]
-    assert {"dev", "plots", "data", "models", "gguf"} <= set(extras)
+    assert {"dev", "plots", "models", "gguf"} <= set(extras)
     for module, (distribution, extra) in _optional.OPTIONAL_MODULES.items():
         requirements = [re.split(r"[<>=;!~ \[]", req, maxsplit=1)[0] for req in extras[extra]]
         assert distribution in requirements, f"{module}: {distribution} not in galrec[{extra}]"
@@ -261,7 +261,7 @@ def test_missing_extra_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) ->
 def test_require_returns_an_installed_module_and_rejects_unknown_names(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(_optional.OPTIONAL_MODULES, "json", ("json-dist", "data"))
+    monkeypatch.setitem(_optional.OPTIONAL_MODULES, "json", ("json-dist", "models"))
     assert _optional.require("json", "reading json").__name__ == "json"
     with pytest.raises(ValueError, match="not a registered optional dependency"):
         _optional.require("numpy", "arrays")

