@@ -46,6 +46,7 @@ class BipartiteGraph:
         Raises :class:`GraphFileError` for a truncated, corrupt or wrong-version file."""
     def save(self, path: str | PathLike[str]) -> None:
         """Write the graph atomically (temporary file, fsync, rename)."""
+
 # --- galrec.prompts (rust/galrec-py/src/prompts.rs) ---
 
 class PromptTokenizer:
