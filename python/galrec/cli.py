@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from galrec import __version__
+from galrec.data.cli import data as data_commands
 from galrec.graph import graph
 
 
@@ -19,4 +20,5 @@ def main() -> None:
     """
 
 
+main.add_command(data_commands)
 main.add_command(graph)
