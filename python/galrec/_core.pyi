@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from os import PathLike
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
@@ -9,11 +10,12 @@ import numpy.typing as npt
 __version__: str
 
 def build_info() -> dict[str, str]:
-    """Version, build profile ("release" or "debug"), target architecture and OS."""
+    """Version, build profile ("release" or "debug"), target triple, architecture and OS."""
 
 class GraphFileError(ValueError):
     """A graph file is truncated, corrupted, or of an unsupported format version."""
 
+@final
 class BipartiteGraph:
     """A user-item graph stored as CSR both ways (u32 ids, u64 offsets).
 
@@ -46,49 +48,6 @@ class BipartiteGraph:
         Raises :class:`GraphFileError` for a truncated, corrupt or wrong-version file."""
     def save(self, path: str | PathLike[str]) -> None:
         """Write the graph atomically (temporary file, fsync, rename)."""
-
-# --- galrec.prompts (rust/galrec-py/src/prompts.rs) ---
-
-class PromptTokenizer:
-    """A Hugging Face tokenizer.json loaded in Rust; encodes segments without special tokens."""
-
-    @staticmethod
-    def from_file(path: str, *, pad_token_id: int | None = None) -> PromptTokenizer: ...
-    @property
-    def vocab_size(self) -> int:
-        """One more than the largest vocabulary id (added tokens included): ID tokens start here."""
-    @property
-    def pad_token_id(self) -> int | None: ...
-    @property
-    def special_prefix(self) -> list[int]:
-        """Special tokens the post-processor puts before a single sequence."""
-    @property
-    def special_suffix(self) -> list[int]:
-        """Special tokens the post-processor puts after a single sequence."""
-    @property
-    def source(self) -> str: ...
-    @property
-    def fingerprint(self) -> int:
-        """A hash of the tokenizer.json bytes, recorded in text stores."""
-    def encode(self, text: str) -> list[int]:
-        """Ids of ``text`` alone: no special tokens, no truncation."""
-    def decode(self, ids: list[int]) -> str: ...
-
-class TextStore:
-    """Node texts with their title segments tokenised once."""
-
-    @staticmethod
-    def build(
-        tokenizer: PromptTokenizer,
-        item_texts: list[str],
-        *,
-        num_users: int,
-        user_texts: list[str] | None = None,
-        title_format: str = ' "{title}"',
-    ) -> TextStore: ...
-    @staticmethod
-    def open(path: str, tokenizer: PromptTokenizer) -> TextStore: ...
-    def save(self, path: str) -> None: ...
     @property
     def num_users(self) -> int: ...
     @property
@@ -116,7 +75,7 @@ class TextStore:
         seeds: npt.ArrayLike,
         *,
         side: str = "user",
-        fanouts: Sequence[int] = (10, 10),
+        fanouts: Sequence[int] = ...,  # (10, 10)
         strategy: str = "uniform",
         seed: int = 0,
         epoch: int = 0,
@@ -133,6 +92,56 @@ class TextStore:
         traversed. Deterministic in (seed, epoch, node, fanouts, strategy): independent of
         thread count and batch composition. Within a parent, children keep stored order.
         """
+
+# --- galrec.prompts (rust/galrec-py/src/prompts.rs) ---
+
+@final
+class PromptTokenizer:
+    """A Hugging Face tokenizer.json loaded in Rust; encodes segments without special tokens."""
+
+    @staticmethod
+    def from_file(path: str, *, pad_token_id: int | None = None) -> PromptTokenizer: ...
+    @property
+    def vocab_size(self) -> int:
+        """One more than the largest vocabulary id (added tokens included): ID tokens start here."""
+    @property
+    def pad_token_id(self) -> int | None: ...
+    @property
+    def special_prefix(self) -> list[int]:
+        """Special tokens the post-processor puts before a single sequence."""
+    @property
+    def special_suffix(self) -> list[int]:
+        """Special tokens the post-processor puts after a single sequence."""
+    @property
+    def source(self) -> str: ...
+    @property
+    def fingerprint(self) -> int:
+        """A hash of the tokenizer.json bytes, recorded in text stores."""
+    def encode(self, text: str) -> list[int]:
+        """Ids of ``text`` alone: no special tokens, no truncation."""
+    def decode(self, ids: list[int]) -> str: ...
+
+@final
+class TextStore:
+    """Node texts with their title segments tokenised once."""
+
+    @staticmethod
+    def build(
+        tokenizer: PromptTokenizer,
+        item_texts: list[str],
+        *,
+        num_users: int,
+        user_texts: list[str] | None = None,
+        title_format: str = ' "{title}"',
+    ) -> TextStore: ...
+    @staticmethod
+    def open(path: str, tokenizer: PromptTokenizer) -> TextStore: ...
+    def save(self, path: str) -> None: ...
+    @property
+    def num_users(self) -> int: ...
+    @property
+    def num_items(self) -> int: ...
+    @property
     def has_user_texts(self) -> bool: ...
     @property
     def title_format(self) -> str: ...
@@ -141,11 +150,12 @@ class TextStore:
     def segment_text(self, side: str, id: int) -> str | None:
         """The title-segment text of a node, as tokenised (None when its side has no texts)."""
 
+@final
 class PromptAssembler:
     """The Rust assembler behind ``galrec.prompts.PromptAssembler``."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         tokenizer: PromptTokenizer,
         store: TextStore,
         *,
@@ -159,7 +169,7 @@ class PromptAssembler:
         pad_to_max_length: bool = False,
         dedupe: bool = True,
         threads: int | None = None,
-    ) -> None: ...
+    ) -> PromptAssembler: ...
     @property
     def max_length(self) -> int: ...
     def assemble(

@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use crate::build::float_time_key;
 use crate::error::{GraphError, Result};
 use crate::graph::{BipartiteGraph, CsrView, Side};
+use crate::parallel::first_index;
 use crate::rng::{HopKey, NodeRng};
 
 /// How the neighbours of a node are chosen.
@@ -373,7 +374,7 @@ fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, 
 
 fn check_ids(argument: &str, ids: &[u32], graph: &BipartiteGraph, side: Side) -> Result<()> {
     let n = graph.num_nodes(side);
-    if let Some(i) = ids.par_iter().position_first(|&v| v >= n) {
+    if let Some(i) = first_index(ids, |&v| v >= n) {
         return Err(GraphError::invalid(
             argument,
             format!(
