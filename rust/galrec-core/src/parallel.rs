@@ -56,8 +56,15 @@ pub fn with_threads<R: Send>(
 /// vectorisable loop rather than per-element work-stealing.
 const SCAN_CHUNK: usize = 1 << 15;
 
+/// Inputs up to this length are scanned on the calling thread: handing them to the pool
+/// would cost more (a thread switch) than the scan.
+pub const SEQUENTIAL_UP_TO: usize = SCAN_CHUNK;
+
 /// The index of the first element satisfying `pred`, scanning in parallel.
 pub fn first_index<T: Sync>(values: &[T], pred: impl Fn(&T) -> bool + Sync) -> Option<usize> {
+    if values.len() <= SEQUENTIAL_UP_TO {
+        return values.iter().position(pred);
+    }
     let chunk = values
         .par_chunks(SCAN_CHUNK)
         // A non-short-circuiting fold keeps the inner loop branch-free.
@@ -68,6 +75,9 @@ pub fn first_index<T: Sync>(values: &[T], pred: impl Fn(&T) -> bool + Sync) -> O
 
 /// The largest element, scanning in parallel (`None` when empty).
 pub fn max_u32(values: &[u32]) -> Option<u32> {
+    if values.len() <= SEQUENTIAL_UP_TO {
+        return values.iter().copied().max();
+    }
     values
         .par_chunks(SCAN_CHUNK)
         .map(|c| c.iter().fold(0, |m, &v| m.max(v)))

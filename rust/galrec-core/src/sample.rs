@@ -191,12 +191,25 @@ fn choose_uniform(
     let start = out.len();
     let k64 = k as u64;
     if k <= SMALL_DRAW {
-        // Floyd's algorithm: every k-subset equally likely, k draws.
+        // Floyd's algorithm (every k-subset equally likely, k draws), keeping the run sorted:
+        // earlier picks are all below j, so j goes last and t goes where the search says.
         for j in (n - k64)..n {
             let t = rng.below(j + 1);
-            let pick = if out[start..].contains(&t) { j } else { t };
-            out.push(pick);
+            if out[start..].iter().fold(false, |seen, &x| seen | (x == t)) {
+                out.push(j);
+                continue;
+            }
+            // Insertion by shifting larger entries right (a data-dependent loop: a library
+            // memmove call would cost more than the few moves).
+            let mut at = out.len();
+            out.push(t);
+            while at > start && out[at - 1] > t {
+                out[at] = out[at - 1];
+                at -= 1;
+            }
+            out[at] = t;
         }
+        return;
     } else if 2 * k64 >= n {
         // Dense: a partial Fisher–Yates shuffle of 0..n.
         out.extend(0..n);
@@ -337,13 +350,16 @@ fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, 
             drop,
         });
     }
-    let mut gathered = Vec::with_capacity(pos.len());
-    for (s, &p) in pos.iter().enumerate() {
-        if let Some(&ahead) = pos.get(s + PREFETCH_GATHER) {
-            prefetch(neighbors.as_ptr().wrapping_add(ahead as usize));
-        }
-        gathered.push(neighbors[p as usize]);
-    }
+    let gathered: Vec<u32> = pos
+        .iter()
+        .enumerate()
+        .map(|(s, &p)| {
+            if let Some(&ahead) = pos.get(s + PREFETCH_GATHER) {
+                prefetch(neighbors.as_ptr().wrapping_add(ahead as usize));
+            }
+            neighbors[p as usize]
+        })
+        .collect();
     if !ctx.drop_root {
         let counts = plans.iter().map(|p| p.len as u32).collect();
         return (counts, gathered);

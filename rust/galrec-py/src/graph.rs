@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use galrec_core::error::GraphError;
 use galrec_core::graph::{BipartiteGraph, EdgeList, Side, Timestamps};
-use galrec_core::parallel::{first_index, with_threads};
+use galrec_core::parallel::{first_index, with_threads, SEQUENTIAL_UP_TO};
 use galrec_core::sample::{sample, SampleSpec, Strategy};
 use galrec_core::storage;
 use numpy::{
@@ -99,8 +99,11 @@ where
         PyValueError::new_err(format!("{argument}: {message} at index {i}"))
     };
     if let Ok(values) = typed.as_slice() {
-        let converted: Result<Vec<T>, String> =
-            values.par_iter().map(|&v| convert(v.into())).collect();
+        let converted: Result<Vec<T>, String> = if values.len() <= SEQUENTIAL_UP_TO {
+            values.iter().map(|&v| convert(v.into())).collect()
+        } else {
+            values.par_iter().map(|&v| convert(v.into())).collect()
+        };
         return converted.map_err(|message| {
             let i = first_index(values, |&v| convert(v.into()).is_err()).unwrap_or(0);
             fail(i, message)
