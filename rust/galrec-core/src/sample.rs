@@ -517,3 +517,137 @@ pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>>
     }
     Ok(hops)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::EdgeList;
+
+    /// Users 0..4 all rated items 0..6; user 4 rated item 0 only.
+    fn graph() -> Result<BipartiteGraph> {
+        let mut users = Vec::new();
+        let mut items = Vec::new();
+        for u in 0..4 {
+            for i in 0..6 {
+                users.push(u);
+                items.push(i);
+            }
+        }
+        users.push(4);
+        items.push(0);
+        BipartiteGraph::from_edges(EdgeList {
+            users: &users,
+            items: &items,
+            num_users: None,
+            num_items: None,
+            timestamps: None,
+            weights: None,
+            dedupe: true,
+        })
+    }
+
+    fn spec<'a>(seeds: &'a [u32], fanouts: &'a [i64]) -> SampleSpec<'a> {
+        SampleSpec {
+            seeds,
+            side: Side::User,
+            fanouts,
+            strategy: Strategy::Uniform,
+            seed: 1,
+            epoch: 0,
+            exclude: None,
+        }
+    }
+
+    #[test]
+    fn hop_two_never_returns_the_seed() -> Result<()> {
+        let g = graph()?;
+        for seed in 0..50 {
+            let mut s = spec(&[0, 4], &[3, 2]);
+            s.seed = seed;
+            let hops = sample(&g, &s)?;
+            assert_eq!(hops[0].offsets, vec![0, 3, 4]);
+            assert_eq!(hops[1].offsets.len(), 5);
+            let seed_of_child = |j: usize| if j < 3 { 0 } else { 4 };
+            for j in 0..4 {
+                let (lo, hi) = (hops[1].offsets[j] as usize, hops[1].offsets[j + 1] as usize);
+                assert_eq!(hi - lo, 2);
+                assert!(!hops[1].nodes[lo..hi].contains(&seed_of_child(j)));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn excluded_edges_are_not_traversed_either_way() -> Result<()> {
+        let g = graph()?;
+        let mut s = spec(&[0], &[-1, -1]);
+        s.exclude = Some((&[0, 1], &[2, 0]));
+        let hops = sample(&g, &s)?;
+        assert_eq!(hops[0].nodes, vec![0, 1, 3, 4, 5]);
+        // item 0 may not lead back to user 1 (excluded) nor user 0 (the seed)
+        let (lo, hi) = (hops[1].offsets[0] as usize, hops[1].offsets[1] as usize);
+        assert_eq!(hops[1].nodes[lo..hi], [2, 3, 4]);
+        Ok(())
+    }
+
+    #[test]
+    fn results_do_not_depend_on_threads_or_batch() -> Result<()> {
+        let g = graph()?;
+        let together = sample(&g, &spec(&[0, 1, 2, 3, 4], &[4, 3, 2]))?;
+        let alone = sample(&g, &spec(&[2], &[4, 3, 2]))?;
+        let (lo, hi) = (
+            together[0].offsets[2] as usize,
+            together[0].offsets[3] as usize,
+        );
+        assert_eq!(together[0].nodes[lo..hi], alone[0].nodes[..]);
+        let on_two = crate::parallel::with_threads(Some(2), || {
+            sample(&g, &spec(&[0, 1, 2, 3, 4], &[4, 3, 2]))
+        })??;
+        assert_eq!(together, on_two);
+        Ok(())
+    }
+
+    #[test]
+    fn uniform_choice_covers_every_branch() {
+        let mut rng = HopKey::new(3, 0, 0, 0).stream(0);
+        let mut seen = HashSet::new();
+        for (n, k) in [(10u64, 3usize), (100, 60), (1000, 40), (5, 5)] {
+            let mut out = Vec::new();
+            choose_uniform(n, k, &mut rng, &mut out, &mut seen);
+            assert_eq!(out.len(), k);
+            assert!(out.windows(2).all(|w| w[0] < w[1]), "{n} {k}: {out:?}");
+            assert!(out.iter().all(|&x| x < n));
+        }
+    }
+
+    #[test]
+    fn weighted_choice_returns_the_weakest_index() {
+        let mut rng = HopKey::new(3, 0, 0, 0).stream(1);
+        let mut heap = BinaryHeap::new();
+        let mut out = Vec::new();
+        let weakest = choose_weighted(6, 6, |_| 1.0, &mut rng, &mut out, &mut heap);
+        assert_eq!(out, vec![0, 1, 2, 3, 4, 5]);
+        assert!((weakest as usize) < 6);
+        // an overwhelming weight is always picked
+        for node in 0..50 {
+            let mut rng = HopKey::new(3, 0, 0, 0).stream(node);
+            let mut out = Vec::new();
+            let w = |r: usize| if r == 4 { 1e30 } else { 1.0 };
+            choose_weighted(8, 1, w, &mut rng, &mut out, &mut heap);
+            assert_eq!(out, vec![4]);
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_errors() -> Result<()> {
+        let g = graph()?;
+        assert!(sample(&g, &spec(&[9], &[1])).is_err());
+        assert!(sample(&g, &spec(&[0], &[])).is_err());
+        assert!(sample(&g, &spec(&[0], &[-2])).is_err());
+        let mut s = spec(&[0], &[1]);
+        s.strategy = Strategy::Recent;
+        assert!(sample(&g, &s).is_err());
+        assert!(Strategy::parse("nope").is_err());
+        Ok(())
+    }
+}
