@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use crate::build::float_time_key;
 use crate::error::{GraphError, Result};
 use crate::graph::{BipartiteGraph, CsrView, Side};
-use crate::parallel::first_index;
+use crate::parallel::{first_index, on_caller};
 use crate::rng::{HopKey, NodeRng};
 
 /// How the neighbours of a node are chosen.
@@ -490,11 +490,20 @@ pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>>
                     Side::Item => by_item,
                 }),
         };
-        let chunks: Vec<(Vec<u32>, Vec<u32>)> = parents
-            .par_chunks(CHUNK)
-            .zip(roots.par_chunks(CHUNK))
-            .map(|(p, r)| sample_chunk(&ctx, p, r))
-            .collect();
+        let process = |(p, r): (&[u32], &[u32])| sample_chunk(&ctx, p, r);
+        let chunks: Vec<(Vec<u32>, Vec<u32>)> = if on_caller() || parents.len() <= CHUNK {
+            parents
+                .chunks(CHUNK)
+                .zip(roots.chunks(CHUNK))
+                .map(process)
+                .collect()
+        } else {
+            parents
+                .par_chunks(CHUNK)
+                .zip(roots.par_chunks(CHUNK))
+                .map(process)
+                .collect()
+        };
         let total: usize = chunks.iter().map(|(_, nodes)| nodes.len()).sum();
         let mut offsets = Vec::with_capacity(parents.len() + 1);
         let mut nodes = Vec::with_capacity(total);
