@@ -66,7 +66,9 @@ impl NodeRng {
     }
 
     /// A uniform integer in `0..n` (`n > 0`), unbiased (Lemire's multiply-and-reject).
-    #[inline]
+    // Always inlined: it sits in the sampler's innermost loop and the compiler otherwise
+    // keeps it out of line because of the (rarely taken) rejection loop.
+    #[inline(always)]
     pub fn below(&mut self, n: u64) -> u64 {
         debug_assert!(n > 0);
         if let Ok(n32) = u32::try_from(n) {
