@@ -148,7 +148,7 @@ impl ExcludeIndex {
 
 /// What phase three removes from a parent's gathered neighbours.
 #[derive(Clone, Copy)]
-enum Drop {
+enum Removal {
     Nothing,
     /// Every occurrence of the root.
     Root,
@@ -159,7 +159,7 @@ enum Drop {
 struct Plan {
     start: usize,
     len: usize,
-    drop: Drop,
+    removal: Removal,
 }
 
 /// Everything one hop's parents share.
@@ -260,7 +260,7 @@ fn choose_weighted(
 
 /// Phase one for one parent: appends absolute edge positions to `pos`, returns what phase
 /// three must drop.
-fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch) -> Drop {
+fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch) -> Removal {
     let range = ctx.csr.range(node);
     let excluded = ctx.exclude.and_then(|x| x.get(node));
     if let Some(excluded) = excluded {
@@ -280,7 +280,7 @@ fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch
         _ => None,
     };
     let start = pos.len();
-    let drop = if let Some(want) = want {
+    let removal = if let Some(want) = want {
         let weakest = match ctx.strategy {
             Strategy::Uniform => {
                 let mut rng = ctx.key.stream(node);
@@ -308,16 +308,16 @@ fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch
             }
         };
         if ctx.drop_root {
-            Drop::RootOr(weakest)
+            Removal::RootOr(weakest)
         } else {
-            Drop::Nothing
+            Removal::Nothing
         }
     } else {
         pos.extend(0..n as u64);
         if ctx.drop_root {
-            Drop::Root
+            Removal::Root
         } else {
-            Drop::Nothing
+            Removal::Nothing
         }
     };
     match excluded {
@@ -328,7 +328,7 @@ fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch
             .iter_mut()
             .for_each(|r| *r += range.start as u64),
     }
-    drop
+    removal
 }
 
 /// Samples the children of one chunk of parents; returns (children per parent, children).
@@ -343,11 +343,11 @@ fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, 
             prefetch(offsets.as_ptr().wrapping_add(ahead as usize));
         }
         let start = pos.len();
-        let drop = choose(ctx, node, &mut pos, &mut scratch);
+        let removal = choose(ctx, node, &mut pos, &mut scratch);
         plans.push(Plan {
             start,
             len: pos.len() - start,
-            drop,
+            removal,
         });
     }
     let gathered: Vec<u32> = pos
@@ -368,8 +368,8 @@ fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, 
     let mut nodes = Vec::with_capacity(gathered.len());
     for (plan, &root) in plans.iter().zip(roots) {
         let drawn = &gathered[plan.start..plan.start + plan.len];
-        let fallback = match plan.drop {
-            Drop::RootOr(f) if !drawn.contains(&root) => Some(f as usize),
+        let fallback = match plan.removal {
+            Removal::RootOr(f) if !drawn.contains(&root) => Some(f as usize),
             _ => None,
         };
         let before = nodes.len();
@@ -378,7 +378,7 @@ fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, 
                 .iter()
                 .enumerate()
                 .filter(|&(i, &v)| {
-                    !(matches!(plan.drop, Drop::Root | Drop::RootOr(_)) && v == root)
+                    !(matches!(plan.removal, Removal::Root | Removal::RootOr(_)) && v == root)
                         && Some(i) != fallback
                 })
                 .map(|(_, &v)| v),
