@@ -88,7 +88,8 @@ class BipartiteGraph:
         ``h + 1`` samples from each node of hop ``h``; hops that return to the seeds' side
         never contain the seed itself. ``-1`` takes all neighbours. ``strategy`` is
         "uniform" (without replacement), "recent" (latest by timestamp) or "weighted"
-        (by weight, without replacement). ``exclude=(users, items)`` edges are never
+        (by weight, without replacement; reads every weight of a parent, O(degree)).
+        ``exclude=(users, items)`` edges are never
         traversed. Deterministic in (seed, epoch, node, fanouts, strategy): independent of
         thread count and batch composition. Within a parent, children keep stored order.
         """
