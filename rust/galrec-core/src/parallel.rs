@@ -13,18 +13,33 @@ use crate::error::{GraphError, Result};
 /// The most threads one pool may have; guards against typos like `num_threads=10**6`.
 pub const MAX_THREADS: usize = 1024;
 
-/// Pools by size, built once and reused (spawning threads per call would cost more than a
-/// typical sampling batch).
-fn pools() -> &'static Mutex<HashMap<usize, Arc<ThreadPool>>> {
-    static POOLS: OnceLock<Mutex<HashMap<usize, Arc<ThreadPool>>>> = OnceLock::new();
-    POOLS.get_or_init(|| Mutex::new(HashMap::new()))
+/// Pools by size, built once per process and reused (spawning threads per call would cost
+/// more than a typical sampling batch). All parallel work runs in these pools, never in
+/// rayon's global pool, so a forked child (a DataLoader worker) can start its own: the
+/// parent's pool threads do not exist after `fork`.
+#[derive(Default)]
+struct Registry {
+    pid: u32,
+    pools: HashMap<usize, Arc<ThreadPool>>,
+}
+
+fn registry() -> &'static Mutex<Registry> {
+    static REGISTRY: OnceLock<Mutex<Registry>> = OnceLock::new();
+    REGISTRY.get_or_init(|| Mutex::new(Registry::default()))
 }
 
 fn pool_of(num_threads: usize) -> Result<Arc<ThreadPool>> {
-    let mut map = pools()
+    let mut registry = registry()
         .lock()
         .map_err(|_| GraphError::invalid("num_threads", "thread pool registry is poisoned"))?;
-    if let Some(pool) = map.get(&num_threads) {
+    let pid = std::process::id();
+    if registry.pid != pid {
+        // Forked: the inherited pools have no threads here and dropping one would wait for
+        // them forever, so leak them and start afresh.
+        std::mem::forget(std::mem::take(&mut registry.pools));
+        registry.pid = pid;
+    }
+    if let Some(pool) = registry.pools.get(&num_threads) {
         return Ok(Arc::clone(pool));
     }
     let pool = ThreadPoolBuilder::new()
@@ -33,8 +48,18 @@ fn pool_of(num_threads: usize) -> Result<Arc<ThreadPool>> {
         .build()
         .map_err(|e| GraphError::invalid("num_threads", format!("cannot start threads: {e}")))?;
     let pool = Arc::new(pool);
-    map.insert(num_threads, Arc::clone(&pool));
+    registry.pools.insert(num_threads, Arc::clone(&pool));
     Ok(pool)
+}
+
+/// The default thread count: `RAYON_NUM_THREADS` if set, else one per available core.
+pub fn default_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(MAX_THREADS)
 }
 
 thread_local! {
@@ -65,25 +90,23 @@ pub fn num_threads() -> usize {
     }
 }
 
-/// Runs `work` on a pool of `num_threads` threads, or on rayon's global pool (one thread per
-/// core, or `RAYON_NUM_THREADS`) when `None`. One thread means the calling thread itself:
-/// waking a pool thread for every small request (a sampling batch) would cost more than the
-/// request on a busy machine.
+/// Runs `work` on a pool of `num_threads` threads ([`default_threads`] when `None`). One
+/// thread means the calling thread itself: waking a pool thread for every small request (a
+/// sampling batch) would cost more than the request on a busy machine.
 pub fn with_threads<R: Send>(
     num_threads: Option<usize>,
     work: impl FnOnce() -> R + Send,
 ) -> Result<R> {
-    match num_threads {
-        None => Ok(work()),
-        Some(1) => {
+    match num_threads.unwrap_or_else(default_threads) {
+        1 => {
             let _restore = CallerGuard(ON_CALLER.with(|flag| flag.replace(true)));
             Ok(work())
         }
-        Some(n) if n == 0 || n > MAX_THREADS => Err(GraphError::invalid(
+        n if n == 0 || n > MAX_THREADS => Err(GraphError::invalid(
             "num_threads",
             format!("must be between 1 and {MAX_THREADS}, got {n}"),
         )),
-        Some(n) => Ok(pool_of(n)?.install(work)),
+        n => Ok(pool_of(n)?.install(work)),
     }
 }
 

@@ -76,6 +76,8 @@ const CHUNK: usize = 256;
 const PREFETCH_OFFSETS: usize = 8;
 /// How far ahead phase two prefetches neighbour ids.
 const PREFETCH_GATHER: usize = 16;
+/// Entries of the per-chunk table of recently drawn parents (a power of two).
+const REUSE_SLOTS: usize = 64;
 /// Up to this many draws, Floyd's algorithm checks membership by a linear scan.
 const SMALL_DRAW: usize = 32;
 
@@ -156,6 +158,7 @@ enum Removal {
     RootOr(u32),
 }
 
+#[derive(Clone, Copy)]
 struct Plan {
     start: usize,
     len: usize,
@@ -337,13 +340,28 @@ fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, 
     let neighbors = ctx.csr.neighbors;
     let mut scratch = Scratch::default();
     let mut pos = Vec::with_capacity(parents.len() * ctx.fanout.unwrap_or(16).min(64));
-    let mut plans = Vec::with_capacity(parents.len());
+    let mut plans: Vec<Plan> = Vec::with_capacity(parents.len());
+    // A node's draw depends only on the node (its stream, list and exclusions), so a parent
+    // repeated in the chunk (popular items are, at hop 2) copies its earlier draw. A small
+    // direct-mapped table remembers recent parents: (node, plan index).
+    let mut recent = [(u32::MAX, 0u32); REUSE_SLOTS];
     for (j, &node) in parents.iter().enumerate() {
         if let Some(&ahead) = parents.get(j + PREFETCH_OFFSETS) {
             prefetch(offsets.as_ptr().wrapping_add(ahead as usize));
         }
         let start = pos.len();
-        let removal = choose(ctx, node, &mut pos, &mut scratch);
+        let slot = (node.wrapping_mul(0x9e37_79b9) >> (32 - REUSE_SLOTS.trailing_zeros())) as usize;
+        let removal = match recent[slot] {
+            (seen, plan) if seen == node => {
+                let earlier: Plan = plans[plan as usize];
+                pos.extend_from_within(earlier.start..earlier.start + earlier.len);
+                earlier.removal
+            }
+            _ => {
+                recent[slot] = (node, j as u32);
+                choose(ctx, node, &mut pos, &mut scratch)
+            }
+        };
         plans.push(Plan {
             start,
             len: pos.len() - start,

@@ -101,16 +101,23 @@ where
     if let Ok(values) = typed.as_slice() {
         // Validate, then convert with an indexed map (collecting `Result`s in parallel would
         // go through rayon's unindexed path, several times slower).
-        if let Some(i) = first_index(values, |&v| convert(v.into()).is_err()) {
+        if values.len() <= SEQUENTIAL_UP_TO {
+            return values
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| convert(v.into()).map_err(|m| fail(i, m)))
+                .collect();
+        }
+        let first_bad = with_threads(None, || {
+            first_index(values, |&v| convert(v.into()).is_err())
+        })
+        .map_err(to_py_err)?;
+        if let Some(i) = first_bad {
             let message = convert(values[i].into()).err().unwrap_or_default();
             return Err(fail(i, message));
         }
         let value = |&v: &S| convert(v.into()).unwrap_or_default();
-        return Ok(if values.len() <= SEQUENTIAL_UP_TO {
-            values.iter().map(value).collect()
-        } else {
-            values.par_iter().map(value).collect()
-        });
+        return with_threads(None, || values.par_iter().map(value).collect()).map_err(to_py_err);
     }
     typed
         .as_array()
@@ -163,7 +170,10 @@ fn ids<'py>(obj: &Bound<'py, PyAny>, argument: &str) -> PyResult<Column<'py, u32
         return Ok(Column::Owned(Vec::new()));
     }
     if let Some(column) = borrow_exact::<u32>(&array) {
-        if let Some(i) = first_index(column.slice()?, |&v| v == u32::MAX) {
+        let values = column.slice()?;
+        let first_bad =
+            with_threads(None, || first_index(values, |&v| v == u32::MAX)).map_err(to_py_err)?;
+        if let Some(i) = first_bad {
             return Err(PyValueError::new_err(format!(
                 "{argument}: id {} does not fit the u32 id range at index {i}",
                 u32::MAX
@@ -300,14 +310,16 @@ impl PyBipartiteGraph {
     #[pyo3(signature = (path, *, verify=false))]
     fn open(py: Python<'_>, path: PathBuf, verify: bool) -> PyResult<Self> {
         let inner = py
-            .detach(|| storage::open(&path, verify))
+            .detach(|| with_threads(None, || storage::open(&path, verify)))
+            .and_then(|r| r)
             .map_err(to_py_err)?;
         Ok(Self { inner })
     }
 
     /// Writes the graph to `path` atomically (temporary file, fsync, rename).
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| storage::save(&self.inner, &path))
+        py.detach(|| with_threads(None, || storage::save(&self.inner, &path)))
+            .and_then(|r| r)
             .map_err(to_py_err)
     }
 
