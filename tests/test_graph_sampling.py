@@ -360,7 +360,8 @@ def test_concurrent_python_threads(medium):
         ({"exclude": ([0, 1], [0])}, ValueError, "exclude: users has 2 entries but items has 1"),
         ({"exclude": ([0], [50])}, ValueError, "exclude items: item id 50 at index 0"),
         ({"num_threads": 0}, ValueError, "num_threads: must be between 1"),
-        ({"seed": -1}, OverflowError, ""),
+        ({"seed": -1}, ValueError, r"seed: must be an integer in \[0, 2\*\*64\), got -1"),
+        ({"epoch": 2**64}, ValueError, "epoch: must be an integer in"),
     ],
 )
 def test_bad_requests_name_the_problem(small, kwargs, error, message):

@@ -248,6 +248,15 @@ fn side_of(name: &str) -> PyResult<Side> {
     }
 }
 
+/// A random-stream key (`seed`, `epoch`): any integer in `[0, 2**64)`, named when it is not.
+fn u64_arg(value: i128, argument: &str) -> PyResult<u64> {
+    u64::try_from(value).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{argument}: must be an integer in [0, 2**64), got {value}"
+        ))
+    })
+}
+
 fn node_arg(node: i64, argument: &str) -> PyResult<u64> {
     u64::try_from(node)
         .map_err(|_| PyValueError::new_err(format!("{argument}: negative id {node}")))
@@ -401,12 +410,13 @@ impl PyBipartiteGraph {
         side: &str,
         fanouts: Vec<i64>,
         strategy: &str,
-        seed: u64,
-        epoch: u64,
+        seed: i128,
+        epoch: i128,
         exclude: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
         num_threads: Option<usize>,
     ) -> PyResult<Vec<HopArrays<'py>>> {
         let seeds = ids(seeds, "seeds")?;
+        let (seed, epoch) = (u64_arg(seed, "seed")?, u64_arg(epoch, "epoch")?);
         let side = side_of(side)?;
         let strategy = Strategy::parse(strategy).map_err(to_py_err)?;
         let exclude = match &exclude {
