@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from os import PathLike
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
@@ -9,11 +10,12 @@ import numpy.typing as npt
 __version__: str
 
 def build_info() -> dict[str, str]:
-    """Version, build profile ("release" or "debug"), target architecture and OS."""
+    """Version, build profile ("release" or "debug"), target triple, architecture and OS."""
 
 class GraphFileError(ValueError):
     """A graph file is truncated, corrupted, or of an unsupported format version."""
 
+@final
 class BipartiteGraph:
     """A user-item graph stored as CSR both ways (u32 ids, u64 offsets).
 
@@ -37,7 +39,8 @@ class BipartiteGraph:
 
         Counts default to the largest id plus one. ``dedupe`` keeps the earliest of repeated
         (user, item) pairs. Timestamps are integer or float (no NaN); weights must be
-        positive and finite. ``num_threads`` picks a pool size (default: one per core).
+        positive and finite. ``num_threads``: pool size (default ``RAYON_NUM_THREADS`` or one
+        per core; 1 runs on the calling thread); pools are re-created in forked children.
         """
     @staticmethod
     def open(path: str | PathLike[str], *, verify: bool = False) -> BipartiteGraph:
@@ -73,7 +76,7 @@ class BipartiteGraph:
         seeds: npt.ArrayLike,
         *,
         side: str = "user",
-        fanouts: Sequence[int] = (10, 10),
+        fanouts: Sequence[int] = ...,  # (10, 10)
         strategy: str = "uniform",
         seed: int = 0,
         epoch: int = 0,
@@ -86,13 +89,17 @@ class BipartiteGraph:
         ``h + 1`` samples from each node of hop ``h``; hops that return to the seeds' side
         never contain the seed itself. ``-1`` takes all neighbours. ``strategy`` is
         "uniform" (without replacement), "recent" (latest by timestamp) or "weighted"
-        (by weight, without replacement). ``exclude=(users, items)`` edges are never
+        (by weight, without replacement; reads every weight of a parent, O(degree)).
+        ``exclude=(users, items)`` edges are never
         traversed. Deterministic in (seed, epoch, node, fanouts, strategy): independent of
         thread count and batch composition. Within a parent, children keep stored order.
+        ``num_threads=1`` runs on the calling thread (cheapest for one batch at a time; run
+        several Python threads or processes for more throughput).
         """
 
 # --- galrec.prompts (rust/galrec-py/src/prompts.rs) ---
 
+@final
 class PromptTokenizer:
     """A Hugging Face tokenizer.json loaded in Rust; encodes segments without special tokens."""
 
@@ -118,6 +125,7 @@ class PromptTokenizer:
         """Ids of ``text`` alone: no special tokens, no truncation."""
     def decode(self, ids: list[int]) -> str: ...
 
+@final
 class TextStore:
     """Node texts with their title segments tokenised once."""
 
@@ -146,11 +154,12 @@ class TextStore:
     def segment_text(self, side: str, id: int) -> str | None:
         """The title-segment text of a node, as tokenised (None when its side has no texts)."""
 
+@final
 class PromptAssembler:
     """The Rust assembler behind ``galrec.prompts.PromptAssembler``."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         tokenizer: PromptTokenizer,
         store: TextStore,
         *,
@@ -164,7 +173,7 @@ class PromptAssembler:
         pad_to_max_length: bool = False,
         dedupe: bool = True,
         threads: int | None = None,
-    ) -> None: ...
+    ) -> PromptAssembler: ...
     @property
     def max_length(self) -> int: ...
     def assemble(
