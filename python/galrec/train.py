@@ -301,9 +301,10 @@ class Trainer:
         if (self.out_dir / "best").is_dir() and self.best_step != self.step:
             self.load(self.out_dir / "best", weights_only=True)
         ks = (5, 10, 20)
-        valid = self.run.evaluate(split="valid", ks=ks)
-        test = self.run.evaluate(split="test", ks=ks)
-        test.update(self.run.twin_metrics())
+        scorer = self.run.scorer()
+        valid = self.run.evaluate(split="valid", ks=ks, scorer=scorer)
+        test = self.run.evaluate(split="test", ks=ks, scorer=scorer)
+        test.update(self.run.twin_metrics(scorer))
         result = TrainResult(
             self.out_dir, self.step, self.best_step, self.best_metric, valid, test, self.history
         )

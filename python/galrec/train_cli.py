@@ -13,12 +13,12 @@ import click
 
 #: CPU-friendly settings of the quick start: short prompts, small fanouts, a few hundred steps.
 QUICKSTART_OVERRIDES = (
-    "prompts.fanouts=[5, 3]",
-    "prompts.max_length=96",
+    "prompts.fanouts=[3, 2]",
+    "prompts.max_length=64",
     "model.lora_rank=8",
     "model.head_dim=64",
     "model.cf_epochs=60",
-    "train.batch_size=16",
+    "train.batch_size=8",
     "train.lr=0.002",
     "train.warmup_steps=10",
     "train.patience=0",
