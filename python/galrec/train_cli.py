@@ -110,7 +110,7 @@ def train_command(
     show_default=True,
     help="minilm (pip-installed), smollm2, tiny-bert, or a HF name/path.",
 )
-@click.option("--steps", default=200, show_default=True, help="Training steps per model.")
+@click.option("--steps", default=100, show_default=True, help="Training steps per model.")
 @click.option("--threads", default=0, help="torch threads (0: torch's default).")
 def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) -> None:
     """Offline demo: generate the semantic-gap dataset, train the text-only LM, the ID-token LM
