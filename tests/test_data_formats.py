@@ -111,6 +111,8 @@ def test_missing_file_and_directory_are_errors(tmp_path: Path) -> None:
         load_recbole(tmp_path)
     with pytest.raises(DataFormatError, match="file not found"):
         load_recbole(tmp_path / "absent.inter")
+    with pytest.raises(DataFormatError, match="is not a file"):
+        load_table(tmp_path)
 
 
 def test_movielens_100k(tmp_path: Path) -> None:
@@ -176,6 +178,12 @@ def test_table_csv_with_column_mapping_and_item_file(tmp_path: Path) -> None:
     assert raw.name == "log"
     assert raw.timestamps.tolist() == [5, 6, 7]
     assert raw.items["p1"].title == "Red, big" and raw.items["p1"].categories == ["Tools"]
+
+
+def test_table_csv_with_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "excel.csv"
+    path.write_bytes("\ufeffuser_id,item_id\nu,i\n".encode())
+    assert load_table(path).user_ids == ["u"]
 
 
 def test_table_tsv_gzip(tmp_path: Path) -> None:

@@ -18,9 +18,12 @@ from galrec.data.splits import (
     SplitOptions,
     leave_one_out,
     ratio_split,
+    split_labels,
     temporal_split,
 )
 from galrec.data.text import TextOptions, build_item_texts, cap_text
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def random_raw(seed: int = 0, users: int = 60, items: int = 40, rows: int = 1500) -> RawDataset:
@@ -175,3 +178,31 @@ def test_item_texts_join_fields_cap_and_count_fallbacks() -> None:
     assert len(capped) <= 20 and capped.endswith("…") and "wor…" not in capped
     with pytest.raises(ValueError, match="text fields"):
         TextOptions(fields=("colour",))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 6), st.integers(0, 20)), min_size=1, max_size=80),
+    st.sampled_from(list(SplitMethod)),
+    st.integers(0, 3),
+)
+def test_every_split_partitions_and_is_deterministic(
+    rows: list[tuple[int, int]], method: SplitMethod, seed: int
+) -> None:
+    users = np.array([user for user, _ in rows])
+    times = np.array([time for _, time in rows])
+    options = SplitOptions(method, 0.2, 0.2, seed)
+    labels = split_labels(users, times, options)
+    assert set(np.unique(labels).tolist()) <= {TRAIN, VALID, TEST}
+    assert np.array_equal(labels, split_labels(users, times, options))
+    if method is SplitMethod.LEAVE_ONE_OUT:
+        for user in np.unique(users):
+            mine = labels[users == user]
+            assert (mine == TEST).sum() == (len(mine) >= 2)
+            assert (mine == VALID).sum() == (len(mine) >= 3)
+            held = times[(users == user) & (labels != TRAIN)]
+            trained = times[(users == user) & (labels == TRAIN)]
+            assert not len(held) or not len(trained) or held.min() >= trained.max()
+    if method is SplitMethod.RATIO:
+        for user in np.unique(users):
+            assert (labels[users == user] == TRAIN).any()

@@ -110,3 +110,41 @@ def test_out_of_range_ids_are_rejected() -> None:
     dataset.test.items[0] = dataset.num_items
     with pytest.raises(DataError, match="test items ids outside"):
         dataset.validate()
+
+
+def test_train_graph_holds_training_edges_only(saved: tuple[PreparedDataset, Path]) -> None:
+    _, directory = saved
+    dataset = PreparedDataset.load(directory)
+    graph = dataset.train_graph()
+    assert graph.is_mapped and graph.has_timestamps
+    assert (graph.num_users, graph.num_items) == (dataset.num_users, dataset.num_items)
+    assert graph.num_edges == len(dataset.train)
+    for user, item in zip(dataset.train.users, dataset.train.items, strict=True):
+        assert graph.has_edge(int(user), int(item))
+    for held_out in (dataset.valid, dataset.test):
+        assert len(held_out) > 0
+        for user, item in zip(held_out.users, held_out.items, strict=True):
+            assert not graph.has_edge(int(user), int(item))
+    assert np.array_equal(
+        graph.user_degrees(), np.bincount(dataset.train.users, minlength=dataset.num_users)
+    )
+
+
+def test_unsaved_train_graph_is_built_with_neighbours_in_time_order() -> None:
+    dataset = generate_semantic_gap(SMALL)
+    graph = dataset.train_graph()
+    assert not graph.is_mapped and graph.num_edges == len(dataset.train)
+    for user in range(dataset.num_users):
+        mine = dataset.train.users == user
+        order = np.argsort(dataset.train.timestamps[mine], kind="stable")
+        assert graph.user_neighbors(user).tolist() == dataset.train.items[mine][order].tolist()
+
+
+def test_graph_file_is_checked_against_the_manifest(saved: tuple[PreparedDataset, Path]) -> None:
+    _, directory = saved
+    graph_file = directory / "train_graph.bin"
+    data = bytearray(graph_file.read_bytes())
+    data[-1] ^= 0xFF
+    graph_file.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=r"train_graph\.bin does not match its checksum"):
+        PreparedDataset.load(directory)

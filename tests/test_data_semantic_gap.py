@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from galrec.data.prepared import PreparedDataset
 from galrec.data.semantic_gap import SemanticGapConfig, generate_semantic_gap
+from galrec.data.splits import SplitMethod, SplitOptions
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +115,13 @@ def test_more_twins_per_group_and_communities() -> None:
     assert truth is not None and truth.twin_groups.shape == (10, 3)
     for group in truth.twin_groups:
         assert len(set(truth.item_communities[group].tolist())) == 3
+
+
+def test_config_accepts_a_split_mapping_from_yaml() -> None:
+    config = SemanticGapConfig(
+        num_users=40, num_twin_groups=6, split={"method": "ratio", "test_ratio": 0.2}
+    )
+    assert config.split == SplitOptions(SplitMethod.RATIO, 0.1, 0.2, 0)
+    dataset = generate_semantic_gap(config)
+    assert dataset.info["options"]["split"]["method"] == "ratio"
+    assert len(dataset.test) > dataset.num_users

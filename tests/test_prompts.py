@@ -224,6 +224,19 @@ def test_user_texts_and_custom_templates(wordpiece: PromptTokenizer) -> None:
     assert batch.input_ids[0, last - 1] == wordpiece.encode(" {end}")[-1]
 
 
+def test_text_only_templates_have_no_id_tokens(bpe: PromptTokenizer, bpe_store: TextStore) -> None:
+    templates = PromptTemplates(
+        user_hop1="{title}Bought:{neighbors}", neighbor="{title}", separator=";"
+    )
+    asm = PromptAssembler(bpe, bpe_store, templates)
+    hop1 = ragged([[1, 2]])
+    assert asm.render_text([0], [hop1], side="user", hop=1) == [
+        'Bought: "Glass Beaker"; "Party Pack". In one word:'
+    ]
+    batch = asm.assemble([0], [hop1], side="user", hop=1)
+    assert (batch.node_ids == -1).all() and (batch.input_ids < bpe.vocab_size).all()
+
+
 def test_store_file_round_trip_and_validation(
     tmp_path: Path, bpe: PromptTokenizer, bpe_store: TextStore, wordpiece: PromptTokenizer
 ) -> None:
@@ -287,7 +300,7 @@ def test_bad_templates_name_the_slot(bpe: PromptTokenizer, bpe_store: TextStore)
         ): r"user_hop1.*\{neighbours\}.*unknown slot",
         PromptTemplates(item_hop0="{node} {neighbors}"): r"item_hop0.*not allowed here",
         PromptTemplates(item_hop2="{node} {neighbors}"): r"item_hop2.*required slot \{neighbors2\}",
-        PromptTemplates(neighbor="{title}"): r"neighbor.*required slot \{node\}",
+        PromptTemplates(neighbor="x"): r"neighbor.*neither \{node\} nor \{title\}",
         PromptTemplates(separator="{x}"): r"separator.*unknown slot",
         PromptTemplates(closing="}"): r"closing.*unmatched",
     }
@@ -324,6 +337,10 @@ def test_bad_inputs_name_the_id(bpe: PromptTokenizer, bpe_store: TextStore) -> N
         asm.assemble([0], side="users", hop=0)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="seeds: must hold integers"):
         asm.assemble([0.5], side="user", hop=0)
+    with pytest.raises(ValueError, match="threads: must be at least 1"):
+        PromptAssembler(bpe, bpe_store, threads=0)
+    with pytest.raises(ValueError, match="max_length: must be between 1 and"):
+        PromptAssembler(bpe, bpe_store, max_length=10**9)
     with pytest.raises(ValueError, match="padding_side"):
         PromptAssembler(bpe, bpe_store, padding_side="middle")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="user_texts: has 1 entries but num_users is 2"):

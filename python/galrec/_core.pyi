@@ -2,6 +2,7 @@
 
 from collections.abc import Sequence
 from os import PathLike
+from typing import final
 
 import numpy as np
 import numpy.typing as npt
@@ -9,11 +10,12 @@ import numpy.typing as npt
 __version__: str
 
 def build_info() -> dict[str, str]:
-    """Version, build profile ("release" or "debug"), target architecture and OS."""
+    """Version, build profile ("release" or "debug"), target triple, architecture and OS."""
 
 class GraphFileError(ValueError):
     """A graph file is truncated, corrupted, or of an unsupported format version."""
 
+@final
 class BipartiteGraph:
     """A user-item graph stored as CSR both ways (u32 ids, u64 offsets).
 
@@ -73,7 +75,7 @@ class BipartiteGraph:
         seeds: npt.ArrayLike,
         *,
         side: str = "user",
-        fanouts: Sequence[int] = (10, 10),
+        fanouts: Sequence[int] = ...,  # (10, 10)
         strategy: str = "uniform",
         seed: int = 0,
         epoch: int = 0,
@@ -93,6 +95,7 @@ class BipartiteGraph:
 
 # --- galrec.prompts (rust/galrec-py/src/prompts.rs) ---
 
+@final
 class PromptTokenizer:
     """A Hugging Face tokenizer.json loaded in Rust; encodes segments without special tokens."""
 
@@ -118,6 +121,7 @@ class PromptTokenizer:
         """Ids of ``text`` alone: no special tokens, no truncation."""
     def decode(self, ids: list[int]) -> str: ...
 
+@final
 class TextStore:
     """Node texts with their title segments tokenised once."""
 
@@ -146,11 +150,12 @@ class TextStore:
     def segment_text(self, side: str, id: int) -> str | None:
         """The title-segment text of a node, as tokenised (None when its side has no texts)."""
 
+@final
 class PromptAssembler:
     """The Rust assembler behind ``galrec.prompts.PromptAssembler``."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         tokenizer: PromptTokenizer,
         store: TextStore,
         *,
@@ -164,7 +169,7 @@ class PromptAssembler:
         pad_to_max_length: bool = False,
         dedupe: bool = True,
         threads: int | None = None,
-    ) -> None: ...
+    ) -> PromptAssembler: ...
     @property
     def max_length(self) -> int: ...
     def assemble(

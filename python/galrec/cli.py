@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from galrec import __version__
+from galrec.data.cli import data as data_commands
 from galrec.graph import graph
 
 
@@ -17,6 +18,10 @@ def main() -> None:
     Example:
       galrec quickstart
     """
+
+
+main.add_command(data_commands)
+main.add_command(graph)
 
 
 def _register_evaluation_commands() -> None:
@@ -37,6 +42,3 @@ def _register_training_commands() -> None:
 
 
 _register_training_commands()
-
-
-main.add_command(graph)

@@ -12,13 +12,14 @@ segment, so a byte-level BPE tokenizer sees the title as it would after a word. 
 segment are exactly ``tokenizer(segment, add_special_tokens=False)``; the tokenizer's own special
 tokens (``[CLS]``/``[SEP]``, ``<s>``...) wrap the whole prompt as its post-processor would.
 
-Template syntax. Literal text with slots: ``{node}`` (the node's ID token, required once),
-``{title}`` (its title segment; nothing when its side has no texts), ``{neighbors}`` (the 1-hop
-list, required once in hop-1 and hop-2 templates), ``{neighbors2}`` (the 2-hop list, required once
-in hop-2 templates). ``{{`` and ``}}`` are literal braces. Each neighbour of a list is rendered by
-the ``neighbor`` template (``{node}`` required, ``{title}`` optional) and neighbours are joined by
-``separator``; every prompt ends with ``closing``. Anything else is a ``ValueError`` naming the
-template and the slot.
+Template syntax. Literal text with slots: ``{node}`` (the node's ID token), ``{title}`` (its
+title segment; nothing when its side has no texts), ``{neighbors}`` (the 1-hop list, required in
+hop-1 and hop-2 templates), ``{neighbors2}`` (the 2-hop list, required in hop-2 templates). Each
+slot appears at most once, and every template shows its node by ``{node}``, ``{title}`` or both
+(leaving out ``{node}`` gives text-only prompts, e.g. for the text-only baseline). ``{{`` and
+``}}`` are literal braces. Each neighbour of a list is rendered by the ``neighbor`` template
+(``{node}`` and/or ``{title}``) and neighbours are joined by ``separator``; every prompt ends with
+``closing``. Anything else is a ``ValueError`` naming the template and the slot.
 
 Truncation to ``max_length`` (special tokens included) keeps the node's ID token, the fixed text
 and the closing phrase; it keeps 1-hop neighbours in sampled order, then 2-hop ones, each whole or
@@ -107,7 +108,9 @@ def _find_tokenizer_json(source: str | PathLike[str]) -> Path:
         return path
     if path.is_dir():
         return path / "tokenizer.json"
-    spec = importlib.util.find_spec(str(source)) if str(source).isidentifier() else None
+    name = str(source)
+    is_module_name = all(part.isidentifier() for part in name.split("."))
+    spec = importlib.util.find_spec(name) if is_module_name else None
     if spec is not None and spec.submodule_search_locations:
         for root in spec.submodule_search_locations:
             found = sorted(Path(root).rglob("tokenizer.json"))

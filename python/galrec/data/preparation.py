@@ -113,7 +113,11 @@ def prepare(raw: RawDataset, options: PrepareOptions | None = None) -> PreparedD
     """Filter, remap, split and attach texts; raises :class:`EmptyDatasetError` if nothing is
     left. ``info`` records the options, sources (with checksums) and a report of each step."""
     options = options or PrepareOptions()
-    report: dict[str, Any] = {"read": raw.num_interactions}
+    report: dict[str, Any] = {
+        "read": raw.num_interactions,
+        "users_read": len(raw.user_ids),
+        "items_read": len(raw.item_ids),
+    }
     users, items, times = raw.user_codes, raw.item_codes, raw.timestamps
 
     positive = rating_mask(raw.ratings, options.min_rating)

@@ -91,8 +91,8 @@ class PreparedDataset:
     ground_truth: GroundTruth | None = None
     info: dict[str, Any] = field(default_factory=dict)
     directory: Path | None = None
-    _user_index: dict[str, int] | None = field(default=None, repr=False)
-    _item_index: dict[str, int] | None = field(default=None, repr=False)
+    _user_index: dict[str, int] | None = field(default=None, init=False, repr=False)
+    _item_index: dict[str, int] | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -142,14 +142,16 @@ class PreparedDataset:
     # --- the training graph ------------------------------------------------------------------
 
     def train_graph(self) -> BipartiteGraph:
-        """The training edges (never a validation or test edge) as a Rust bipartite graph.
+        """The training edges (never a validation or test edge) as a Rust bipartite graph, with
+        their timestamps.
 
-        Opened memory-mapped from the saved directory when there is one, else built in memory.
+        Memory-mapped from the saved directory's graph file (checked against the manifest when
+        the dataset was loaded) when there is one, else built in memory.
         """
         from galrec._core import BipartiteGraph
 
-        if self.directory is not None and (self.directory / GRAPH).is_file():
-            return BipartiteGraph.open(str(self.directory / GRAPH))
+        if self.directory is not None:
+            return BipartiteGraph.open(self.directory / GRAPH)
         return self._build_graph()
 
     def _build_graph(self) -> BipartiteGraph:
@@ -199,8 +201,7 @@ class PreparedDataset:
                 item_communities=self.ground_truth.item_communities,
                 twin_groups=self.ground_truth.twin_groups,
             )
-        if _graph_available():
-            self._build_graph().save(str(directory / GRAPH))
+        self._build_graph().save(directory / GRAPH)
         files = {
             path.name: _file_entry(path) for path in sorted(directory.iterdir()) if path.is_file()
         }
@@ -235,7 +236,7 @@ class PreparedDataset:
         root = Path(directory)
         manifest = read_manifest(root)
         files: dict[str, dict[str, Any]] = manifest["files"]
-        for required in (INTERACTIONS, ITEMS, USERS):
+        for required in (INTERACTIONS, ITEMS, USERS, GRAPH):
             if required not in files:
                 raise ManifestError(root, f"manifest lists no {required}")
         for name, entry in files.items():
@@ -263,11 +264,17 @@ class PreparedDataset:
                 item_texts=[text or "" for text in item_texts],
                 user_ids=user_ids,
                 item_ids=item_ids,
-                user_texts=user_texts if any(t is not None for t in user_texts) else None,
+                user_texts=(
+                    [text or "" for text in user_texts]
+                    if any(text is not None for text in user_texts)
+                    else None
+                ),
                 ground_truth=ground_truth,
                 info=info,
                 directory=root,
-                **splits,
+                train=splits["train"],
+                valid=splits["valid"],
+                test=splits["test"],
             )
         except DataError as error:
             raise ManifestError(root, str(error)) from None
@@ -355,10 +362,3 @@ def _replace_directory(staging: Path, target: Path) -> None:
     os.replace(target, retired / target.name)
     os.replace(staging, target)
     shutil.rmtree(retired, ignore_errors=True)
-
-
-def _graph_available() -> bool:
-    """Whether the compiled extension has the graph type (it is built on a separate branch)."""
-    from galrec import _core
-
-    return hasattr(_core, "BipartiteGraph")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,45 +13,49 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 
-class IdVocabulary:
-    """Gives each raw id a code in order of first appearance, chunk by chunk."""
+class IdColumn:
+    """Collects raw id blocks and encodes them all at once, in order of first appearance.
+
+    Each block is dictionary-encoded when added; :meth:`encode` unites the block dictionaries
+    and maps them with pyarrow's hash kernels, so Python never loops over rows or ids.
+    """
 
     def __init__(self) -> None:
-        self._codes: dict[str, int] = {}
-        self.ids: list[str] = []
+        self._blocks: list[pa.DictionaryArray] = []
+        self._encoded: tuple[np.ndarray, list[str]] | None = None
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def __contains__(self, raw_id: object) -> bool:
-        return raw_id in self._codes
-
-    def code(self, raw_id: str) -> int:
-        """The code of ``raw_id``, assigning the next free one if it is new."""
-        found = self._codes.get(raw_id)
-        if found is None:
-            found = len(self.ids)
-            self._codes[raw_id] = found
-            self.ids.append(raw_id)
-        return found
-
-    def encode(self, raw_ids: Iterable[str]) -> np.ndarray:
-        """Codes of a sequence of raw ids."""
-        return np.fromiter((self.code(raw) for raw in raw_ids), dtype=np.int64)
-
-    def encode_arrow(self, column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-        """Codes of a pyarrow string column; Python touches each distinct value once."""
+    def add(self, values: pa.Array | Iterable[str]) -> None:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        encoded = pc.dictionary_encode(column)
-        chunks = encoded.chunks if isinstance(encoded, pa.ChunkedArray) else [encoded]
-        parts = [np.zeros(0, dtype=np.int64)]
-        for chunk in chunks:
-            lookup = self.encode(chunk.dictionary.to_pylist())
-            indices = chunk.indices.to_numpy(zero_copy_only=False)
-            parts.append(lookup[indices] if len(lookup) else indices.astype(np.int64))
-        return np.concatenate(parts)
+        if self._encoded is not None:
+            raise RuntimeError("ids were already encoded; no more blocks can be added")
+        column = values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
+        self._blocks.append(pc.dictionary_encode(column))
+
+    def encode(self) -> tuple[np.ndarray, list[str]]:
+        """Codes of every added id (int64, in input order) and the raw id of each code."""
+        if self._encoded is None:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            if not self._blocks:
+                self._encoded = (np.zeros(0, dtype=np.int64), [])
+                return self._encoded
+            ids = pc.unique(pa.concat_arrays([block.dictionary for block in self._blocks]))
+            codes = [
+                pc.index_in(block.dictionary, value_set=ids)
+                .to_numpy(zero_copy_only=False)
+                .astype(np.int64)[block.indices.to_numpy(zero_copy_only=False)]
+                for block in self._blocks
+            ]
+            self._encoded = (np.concatenate(codes), ids.to_pylist())
+            self._blocks = []
+        return self._encoded
+
+    def id_set(self) -> set[str]:
+        """The distinct raw ids (encodes first)."""
+        return set(self.encode()[1])
 
 
 @dataclass(slots=True)
@@ -93,39 +97,29 @@ class InteractionBuilder:
     """Collects interaction blocks from a streaming reader into one :class:`RawDataset`."""
 
     def __init__(self) -> None:
-        self.users = IdVocabulary()
-        self.items = IdVocabulary()
-        self._user_parts: list[np.ndarray] = []
-        self._item_parts: list[np.ndarray] = []
+        self.users = IdColumn()
+        self.items = IdColumn()
         self._time_parts: list[np.ndarray] = []
         self._rating_parts: list[np.ndarray] = []
         self._rows = 0
 
     def add(
         self,
-        users: pa.Array | Iterable[str],
-        items: pa.Array | Iterable[str],
+        users: pa.Array | Sequence[str],
+        items: pa.Array | Sequence[str],
         timestamps: np.ndarray | None,
         ratings: np.ndarray | None,
     ) -> None:
         """Append one block; without timestamps the row order stands in for time."""
-        user_codes = self._encode(self.users, users)
-        item_codes = self._encode(self.items, items)
-        count = len(user_codes)
+        self.users.add(users)
+        self.items.add(items)
+        count = len(users)
         if timestamps is None:
             timestamps = np.arange(self._rows, self._rows + count, dtype=np.int64)
-        self._user_parts.append(user_codes)
-        self._item_parts.append(item_codes)
         self._time_parts.append(np.floor(np.asarray(timestamps)).astype(np.int64))
         if ratings is not None:
             self._rating_parts.append(np.asarray(ratings, dtype=np.float64))
         self._rows += count
-
-    @staticmethod
-    def _encode(vocabulary: IdVocabulary, values: pa.Array | Iterable[str]) -> np.ndarray:
-        if hasattr(values, "dictionary_encode"):
-            return vocabulary.encode_arrow(values)  # type: ignore[arg-type]
-        return vocabulary.encode(values)  # type: ignore[arg-type]
 
     def build(
         self,
@@ -143,17 +137,19 @@ class InteractionBuilder:
 
         ratings = (
             joined(self._rating_parts, np.float64)
-            if self._rating_parts and len(self._rating_parts) == len(self._user_parts)
+            if self._rating_parts and len(self._rating_parts) == len(self._time_parts)
             else None
         )
+        user_codes, user_ids = self.users.encode()
+        item_codes, item_ids = self.items.encode()
         return RawDataset(
             name=name,
-            user_codes=joined(self._user_parts, np.int64),
-            item_codes=joined(self._item_parts, np.int64),
+            user_codes=user_codes,
+            item_codes=item_codes,
             timestamps=joined(self._time_parts, np.int64),
             ratings=ratings,
-            user_ids=self.users.ids,
-            item_ids=self.items.ids,
+            user_ids=user_ids,
+            item_ids=item_ids,
             items=items,
             sources=sources,
             has_timestamps=has_timestamps,

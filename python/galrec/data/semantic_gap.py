@@ -63,6 +63,8 @@ class SemanticGapConfig:
     name: str = "semantic-gap"
 
     def __post_init__(self) -> None:
+        if isinstance(self.split, dict):  # from a YAML/JSON config
+            object.__setattr__(self, "split", SplitOptions(**self.split))
         problems = []
         if self.num_communities < 2:
             problems.append("num_communities must be at least 2")

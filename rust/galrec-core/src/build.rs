@@ -32,12 +32,15 @@ fn chunk_bounds(len: usize, chunks: usize, c: usize) -> std::ops::Range<usize> {
     (len * c / chunks)..(len * (c + 1) / chunks)
 }
 
-fn into_plain(v: Vec<AtomicU32>) -> Vec<u32> {
-    v.into_iter().map(AtomicU32::into_inner).collect()
-}
-
-fn atomic_zeros(len: usize) -> Vec<AtomicU32> {
-    (0..len).map(|_| AtomicU32::new(0)).collect()
+/// Views a slice of `u32` as atomics so chunks scattering to disjoint positions can share it.
+fn as_atomic(values: &mut [u32]) -> &[AtomicU32] {
+    const _: () = assert!(std::mem::align_of::<AtomicU32>() == std::mem::align_of::<u32>());
+    // SAFETY: `AtomicU32` has the same size and bit validity as `u32` (std docs) and, as the
+    // assertion above checks, the same alignment, so the cast slice covers the same bytes
+    // with valid values. The exclusive borrow we hold guarantees no non-atomic access to
+    // these bytes while the returned shared borrow lives (this is what the unstable
+    // `AtomicU32::from_mut_slice` does).
+    unsafe { &*(values as *mut [u32] as *const [AtomicU32]) }
 }
 
 /// Groups `len` edges (the `i`-th being `edge_at(i)`) by `key_of(edge) < num_keys`, stably,
@@ -82,27 +85,66 @@ where
     }
     offsets[num_keys] = u64::from(running);
 
-    // Chunks write disjoint positions; relaxed atomic stores compile to plain stores and keep
-    // this free of unsafe code.
-    let neighbors = atomic_zeros(len);
-    let perm = atomic_zeros(if with_perm { len } else { 0 });
+    // Chunks write disjoint positions; relaxed atomic stores compile to plain stores.
+    let mut neighbors = vec![0u32; len];
+    let mut perm = vec![0u32; if with_perm { len } else { 0 }];
+    let (neighbor_slots, perm_slots) = (as_atomic(&mut neighbors), as_atomic(&mut perm));
     next.into_par_iter().enumerate().for_each(|(c, mut next)| {
         for i in chunk_bounds(len, chunks, c) {
             let e = edge_at(i);
             let slot = &mut next[key_of(e) as usize];
             let p = *slot as usize;
             *slot += 1;
-            neighbors[p].store(neighbor_of(e), Relaxed);
+            neighbor_slots[p].store(neighbor_of(e), Relaxed);
             if with_perm {
-                perm[p].store(e, Relaxed);
+                perm_slots[p].store(e, Relaxed);
             }
         }
     });
     Grouped {
         offsets,
-        perm: into_plain(perm),
-        neighbors: into_plain(neighbors),
+        perm,
+        neighbors,
     }
+}
+
+/// Key ranges of about equal entry counts, for parallel passes over groups that need a
+/// marker array of `num_neighbors` entries each (so no more ranges than the entries justify).
+fn key_ranges(offsets: &[u64], num_neighbors: usize) -> Vec<std::ops::Range<usize>> {
+    let num_keys = offsets.len() - 1;
+    let len = offsets[num_keys] as usize;
+    let threads = rayon::current_num_threads();
+    let chunks = (len / num_neighbors.max(1)).clamp(1, threads * 4);
+    let mut bounds: Vec<usize> = (0..chunks)
+        .map(|c| {
+            offsets
+                .partition_point(|&o| o < (len * c / chunks) as u64)
+                .min(num_keys)
+        })
+        .collect();
+    bounds.push(num_keys);
+    bounds.dedup();
+    bounds.windows(2).map(|w| w[0]..w[1]).collect()
+}
+
+/// How many entries repeat an earlier neighbour of the same group.
+pub(crate) fn count_duplicates(grouped: &Grouped, num_neighbors: usize) -> usize {
+    let (offsets, neighbors) = (&grouped.offsets, &grouped.neighbors);
+    key_ranges(offsets, num_neighbors)
+        .into_par_iter()
+        .map(|keys| {
+            let mut seen_by = vec![u32::MAX; num_neighbors];
+            let mut repeats = 0;
+            for k in keys {
+                for &v in &neighbors[offsets[k] as usize..offsets[k + 1] as usize] {
+                    let mark = &mut seen_by[v as usize];
+                    repeats += usize::from(*mark == k as u32);
+                    *mark = k as u32;
+                }
+            }
+            repeats
+        })
+        .sum()
 }
 
 /// Removes repeated neighbours within every group, keeping the first; returns how many entries
@@ -113,32 +155,18 @@ pub(crate) fn dedupe(grouped: &mut Grouped, num_neighbors: usize) -> usize {
     if len == 0 {
         return 0;
     }
-    let threads = rayon::current_num_threads();
-    let chunks = (len / num_neighbors.max(1)).clamp(1, threads * 4);
-    // Key ranges of about equal edge counts.
-    let mut key_bounds: Vec<usize> = (0..=chunks)
-        .map(|c| {
-            let target = (len * c / chunks) as u64;
-            grouped
-                .offsets
-                .partition_point(|&o| o < target)
-                .min(num_keys)
-        })
-        .collect();
-    key_bounds[chunks] = num_keys;
-    key_bounds.dedup();
-
+    let key_bounds = key_ranges(&grouped.offsets, num_neighbors);
     let offsets = &grouped.offsets;
     let has_perm = !grouped.perm.is_empty();
     let mut pieces = Vec::with_capacity(key_bounds.len());
     let (mut rest_n, mut rest_p) = (&mut grouped.neighbors[..], &mut grouped.perm[..]);
-    for w in key_bounds.windows(2) {
-        let size = (offsets[w[1]] - offsets[w[0]]) as usize;
+    for keys in key_bounds {
+        let size = (offsets[keys.end] - offsets[keys.start]) as usize;
         let (n, tail_n) = rest_n.split_at_mut(size);
         let (p, tail_p) = rest_p.split_at_mut(if has_perm { size } else { 0 });
         rest_n = tail_n;
         rest_p = tail_p;
-        pieces.push((w[0]..w[1], n, p));
+        pieces.push((keys, n, p));
     }
     let new_degrees: Vec<Vec<u32>> = pieces
         .into_par_iter()
@@ -275,7 +303,9 @@ mod tests {
             |e| other[e as usize],
             true,
         );
+        assert_eq!(count_duplicates(&g, 7), 2);
         assert_eq!(dedupe(&mut g, 7), 2);
+        assert_eq!(count_duplicates(&g, 7), 0);
         assert_eq!(g.offsets, vec![0, 2, 3, 4]);
         assert_eq!(g.neighbors, vec![5, 6, 5, 6]);
         assert_eq!(g.perm, vec![0, 1, 2, 5]);

@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::build::{self, Grouped};
 use crate::error::{GraphError, Result};
+use crate::parallel::{first_index, max_u32};
 use crate::storage::MappedGraph;
 
 /// Node counts must fit u32 ids `0..=u32::MAX - 1`.
@@ -179,7 +180,7 @@ fn check_count(argument: &str, given: Option<u64>, ids: &[u32]) -> Result<u32> {
             ))
         }
         None => {
-            let max = ids.par_iter().copied().max().unwrap_or(0);
+            let max = max_u32(ids).unwrap_or(0);
             max.checked_add(1).ok_or_else(|| {
                 GraphError::invalid(argument, format!("id {max} exceeds the largest u32 id"))
             })?
@@ -189,7 +190,7 @@ fn check_count(argument: &str, given: Option<u64>, ids: &[u32]) -> Result<u32> {
 }
 
 fn check_ids(argument: &str, ids: &[u32], count: u32, count_name: &str) -> Result<()> {
-    if let Some(i) = ids.par_iter().position_first(|&v| v >= count) {
+    if let Some(i) = first_index(ids, |&v| v >= count) {
         return Err(GraphError::invalid(
             argument,
             format!(
@@ -238,7 +239,7 @@ impl BipartiteGraph {
                 Some(t.par_iter().map(|&x| build::int_time_key(x)).collect())
             }
             Some(Timestamps::Float(t)) => {
-                if let Some(i) = t.par_iter().position_first(|x| x.is_nan()) {
+                if let Some(i) = first_index(t, |x| x.is_nan()) {
                     return Err(GraphError::invalid(
                         "timestamps",
                         format!("NaN at index {i}"),
@@ -254,10 +255,7 @@ impl BipartiteGraph {
                     format!("has length {} but users has length {m}", w.len()),
                 ));
             }
-            if let Some(i) = w
-                .par_iter()
-                .position_first(|x| !(x.is_finite() && *x > 0.0))
-            {
+            if let Some(i) = first_index(w, |x| !(x.is_finite() && *x > 0.0)) {
                 return Err(GraphError::invalid(
                     "weights",
                     format!("{} at index {i} is not a positive finite number", w[i]),
@@ -269,18 +267,28 @@ impl BipartiteGraph {
         let with_attrs = edges.timestamps.is_some() || edges.weights.is_some();
         let (users, items) = (edges.users, edges.items);
         let edge_at = |i: usize| order.as_ref().map_or(i as u32, |o| o[i]);
-        let mut by_user = build::counting_sort(
-            m,
-            num_users as usize,
-            edge_at,
-            |e| users[e as usize],
-            |e| items[e as usize],
-            with_attrs || edges.dedupe,
-        );
-        let removed = if edges.dedupe {
-            build::dedupe(&mut by_user, num_items as usize)
-        } else {
+        let group_by_user = |with_perm: bool| {
+            build::counting_sort(
+                m,
+                num_users as usize,
+                edge_at,
+                |e| users[e as usize],
+                |e| items[e as usize],
+                with_perm,
+            )
+        };
+        // The edge permutation is needed to carry attributes, or to know which edges survive
+        // deduplication; without attributes it is built only once duplicates are found.
+        let mut by_user = group_by_user(with_attrs);
+        let removed = if !edges.dedupe {
             0
+        } else if with_attrs {
+            build::dedupe(&mut by_user, num_items as usize)
+        } else if build::count_duplicates(&by_user, num_items as usize) == 0 {
+            0
+        } else {
+            by_user = group_by_user(true);
+            build::dedupe(&mut by_user, num_items as usize)
         };
         let by_item = if removed == 0 {
             build::counting_sort(

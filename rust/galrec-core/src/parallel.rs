@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use rayon::prelude::*;
 use rayon::{ThreadPool, ThreadPoolBuilder};
 
 use crate::error::{GraphError, Result};
@@ -51,6 +52,28 @@ pub fn with_threads<R: Send>(
     }
 }
 
+/// Elements per task of the parallel scans below: large enough that each task is a tight,
+/// vectorisable loop rather than per-element work-stealing.
+const SCAN_CHUNK: usize = 1 << 15;
+
+/// The index of the first element satisfying `pred`, scanning in parallel.
+pub fn first_index<T: Sync>(values: &[T], pred: impl Fn(&T) -> bool + Sync) -> Option<usize> {
+    let chunk = values
+        .par_chunks(SCAN_CHUNK)
+        // A non-short-circuiting fold keeps the inner loop branch-free.
+        .position_first(|c| c.iter().fold(false, |hit, v| hit | pred(v)))?;
+    let base = chunk * SCAN_CHUNK;
+    values[base..].iter().position(pred).map(|i| base + i)
+}
+
+/// The largest element, scanning in parallel (`None` when empty).
+pub fn max_u32(values: &[u32]) -> Option<u32> {
+    values
+        .par_chunks(SCAN_CHUNK)
+        .map(|c| c.iter().fold(0, |m, &v| m.max(v)))
+        .max()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -66,5 +89,16 @@ mod tests {
             Some(1)
         );
         assert!(with_threads(Some(0), || ()).is_err());
+    }
+
+    #[test]
+    fn scans_find_the_first_hit_and_the_maximum() {
+        let mut values = vec![1u32; 100_000];
+        values[70_001] = 9;
+        values[99_999] = 9;
+        assert_eq!(first_index(&values, |&v| v > 5), Some(70_001));
+        assert_eq!(first_index(&values, |&v| v > 9), None);
+        assert_eq!(max_u32(&values), Some(9));
+        assert_eq!(max_u32(&[]), None);
     }
 }

@@ -20,6 +20,7 @@ use rayon::prelude::*;
 use crate::build::float_time_key;
 use crate::error::{GraphError, Result};
 use crate::graph::{BipartiteGraph, CsrView, Side};
+use crate::parallel::first_index;
 use crate::rng::{HopKey, NodeRng};
 
 /// How the neighbours of a node are chosen.
@@ -259,24 +260,24 @@ fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch
         );
     }
     let n = excluded.map_or(range.len(), |_| scratch.allowed.len());
+    // Below the fanout every allowed neighbour is taken; above it, one extra draw on hops
+    // back to the seeds' side lets phase three drop the root (or, if absent, one draw).
     let want = match ctx.fanout {
-        Some(k) if k < n => k + usize::from(ctx.drop_root),
-        _ => n,
+        Some(k) if k < n => Some(k + usize::from(ctx.drop_root)),
+        _ => None,
     };
     let start = pos.len();
-    let drop = if want == n {
-        pos.extend(0..n as u64);
-        if ctx.drop_root {
-            Drop::Root
-        } else {
-            Drop::Nothing
-        }
-    } else {
+    let drop = if let Some(want) = want {
         let weakest = match ctx.strategy {
             Strategy::Uniform => {
                 let mut rng = ctx.key.stream(node);
                 choose_uniform(n as u64, want, &mut rng, pos, &mut scratch.seen);
-                rng.below(want as u64) as u32
+                // The entry dropped when the root is absent: uniform among the draws.
+                if ctx.drop_root {
+                    rng.below(want as u64) as u32
+                } else {
+                    0
+                }
             }
             Strategy::Recent => {
                 pos.extend((n - want) as u64..n as u64);
@@ -295,6 +296,13 @@ fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch
         };
         if ctx.drop_root {
             Drop::RootOr(weakest)
+        } else {
+            Drop::Nothing
+        }
+    } else {
+        pos.extend(0..n as u64);
+        if ctx.drop_root {
+            Drop::Root
         } else {
             Drop::Nothing
         }
@@ -366,7 +374,7 @@ fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, 
 
 fn check_ids(argument: &str, ids: &[u32], graph: &BipartiteGraph, side: Side) -> Result<()> {
     let n = graph.num_nodes(side);
-    if let Some(i) = ids.par_iter().position_first(|&v| v >= n) {
+    if let Some(i) = first_index(ids, |&v| v >= n) {
         return Err(GraphError::invalid(
             argument,
             format!(

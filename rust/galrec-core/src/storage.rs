@@ -34,6 +34,7 @@ use rayon::prelude::*;
 
 use crate::error::{GraphError, Result};
 use crate::graph::{BipartiteGraph, CsrView, GraphMeta, Side, TimeKind, MAX_NODES};
+use crate::parallel::first_index;
 use crate::rng::mix64;
 
 /// The first eight bytes of every graph file.
@@ -263,7 +264,7 @@ fn check_offsets(path: &Path, name: &str, offsets: &[u64], num_edges: u64) -> Re
 }
 
 fn check_neighbors(path: &Path, name: &str, neighbors: &[u32], bound: u32) -> Result<()> {
-    if let Some(i) = neighbors.par_iter().position_first(|&v| v >= bound) {
+    if let Some(i) = first_index(neighbors, |&v| v >= bound) {
         return Err(GraphError::format(
             path,
             format!(

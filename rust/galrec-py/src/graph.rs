@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use galrec_core::error::GraphError;
 use galrec_core::graph::{BipartiteGraph, EdgeList, Side, Timestamps};
-use galrec_core::parallel::with_threads;
+use galrec_core::parallel::{first_index, with_threads};
 use galrec_core::sample::{sample, SampleSpec, Strategy};
 use galrec_core::storage;
 use numpy::{
@@ -99,17 +99,12 @@ where
         PyValueError::new_err(format!("{argument}: {message} at index {i}"))
     };
     if let Ok(values) = typed.as_slice() {
-        if let Some(i) = values
-            .par_iter()
-            .position_first(|&v| convert(v.into()).is_err())
-        {
-            let message = convert(values[i].into()).err().unwrap_or_default();
-            return Err(fail(i, message));
-        }
-        return Ok(values
-            .par_iter()
-            .filter_map(|&v| convert(v.into()).ok())
-            .collect());
+        let converted: Result<Vec<T>, String> =
+            values.par_iter().map(|&v| convert(v.into())).collect();
+        return converted.map_err(|message| {
+            let i = first_index(values, |&v| convert(v.into()).is_err()).unwrap_or(0);
+            fail(i, message)
+        });
     }
     typed
         .as_array()
@@ -157,12 +152,12 @@ fn node_id(v: i128) -> Result<u32, String> {
 /// Node ids from any integer array, borrowed when already contiguous uint32.
 fn ids<'py>(obj: &Bound<'py, PyAny>, argument: &str) -> PyResult<Column<'py, u32>> {
     let array = as_array(obj, argument)?;
+    if array.is_empty() {
+        // `numpy.asarray([])` is float64; an empty id list has no dtype worth checking.
+        return Ok(Column::Owned(Vec::new()));
+    }
     if let Some(column) = borrow_exact::<u32>(&array) {
-        if let Some(i) = column
-            .slice()?
-            .par_iter()
-            .position_first(|&v| v == u32::MAX)
-        {
+        if let Some(i) = first_index(column.slice()?, |&v| v == u32::MAX) {
             return Err(PyValueError::new_err(format!(
                 "{argument}: id {} does not fit the u32 id range at index {i}",
                 u32::MAX

@@ -5,7 +5,8 @@ use pyo3::prelude::*;
 mod graph;
 mod prompts;
 
-/// Build information of the compiled extension: version, profile and target.
+/// Build information of the compiled extension: version, profile and target, so a bug
+/// report can say exactly which binary ran.
 #[pyfunction]
 fn build_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
     let info = pyo3::types::PyDict::new(py);
@@ -18,6 +19,7 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
             "release"
         },
     )?;
+    info.set_item("target", env!("GALREC_TARGET"))?;
     info.set_item("target_arch", std::env::consts::ARCH)?;
     info.set_item("target_os", std::env::consts::OS)?;
     Ok(info)
@@ -27,7 +29,7 @@ fn build_info(py: Python<'_>) -> PyResult<Bound<'_, pyo3::types::PyDict>> {
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", galrec_core::VERSION)?;
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
-    prompts::register(m)?;
     graph::register(m)?;
+    prompts::register(m)?;
     Ok(())
 }

@@ -46,8 +46,9 @@ class Dialect:
 
 
 def read_header(path: Path, delimiter: str, quoted: bool, encoding: str = "utf-8") -> list[str]:
-    """The field names on the first line of a file."""
-    for _number, text in iter_lines(path, encoding):
+    """The field names on the first line of a file (a UTF-8 byte-order mark is dropped)."""
+    for _number, line in iter_lines(path, encoding):
+        text = line.removeprefix("\ufeff")
         if quoted:
             return next(csv.reader([text], delimiter=delimiter))
         return text.split(delimiter)
@@ -107,7 +108,9 @@ def read_delimited(
             for batch in reader:
                 if bad_rows:
                     raise _ScanNeeded
-                yield {name: _convert(batch.column(name), kind) for name, kind in fields.items()}
+                yield {
+                    name: convert_column(batch.column(name), kind) for name, kind in fields.items()
+                }
                 source.report()
             if bad_rows:
                 raise _ScanNeeded
@@ -119,10 +122,13 @@ class _ScanNeeded(Exception):
     """Internal signal: the fast path saw a problem; scan the file to name the line."""
 
 
-def _convert(column: pa.Array, kind: Kind) -> Any:
+def convert_column(column: pa.Array, kind: Kind) -> Any:
+    """Validate a string or number column as ``kind``; ``ValueError`` on the first violation."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if kind is not Kind.TEXT and column.null_count:
+        raise ValueError("missing value")
     if kind is Kind.NUMBER:
         values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
         if not np.isfinite(values).all():
@@ -130,6 +136,7 @@ def _convert(column: pa.Array, kind: Kind) -> Any:
         return values
     if kind is Kind.ID and pc.any(pc.equal(column, "")).as_py():
         raise ValueError("empty id")
+    column.validate(full=True)  # the JSON reader does not check UTF-8 by itself
     return column
 
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import gzip
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 from galrec.data.errors import DataFormatError
 
@@ -16,12 +16,14 @@ ProgressFn = Callable[[int], None]
 """Called with the number of (compressed) bytes read since the last call."""
 
 GZIP_MAGIC = b"\x1f\x8b"
+PROGRESS_LINES = 65_536
 
 
 def require_file(path: Path) -> Path:
     """Return ``path`` if it is a readable file, else raise a :class:`DataFormatError`."""
     if not path.is_file():
-        raise DataFormatError(path, None, None, "file not found")
+        reason = "is not a file" if path.exists() else "file not found"
+        raise DataFormatError(path, None, None, reason)
     return path
 
 
@@ -29,14 +31,6 @@ def is_gzip(path: Path) -> bool:
     """Whether the file starts with the gzip magic bytes (the extension is not trusted)."""
     with open(path, "rb") as handle:
         return handle.read(2) == GZIP_MAGIC
-
-
-def open_binary(path: Path) -> IO[bytes]:
-    """Open a plain or gzip-compressed file for reading bytes."""
-    require_file(path)
-    if is_gzip(path):
-        return gzip.open(path, "rb")
-    return open(path, "rb")
 
 
 class ArrowInput:
@@ -73,18 +67,29 @@ class ArrowInput:
         self.close()
 
 
-def iter_lines(path: Path, encoding: str = "utf-8") -> Iterator[tuple[int, str]]:
+def iter_lines(
+    path: Path, encoding: str = "utf-8", progress: ProgressFn | None = None
+) -> Iterator[tuple[int, str]]:
     """Yield ``(line_number, text)`` with the line ending removed; bad bytes name their line."""
-    with open_binary(path) as handle:
-        for number, raw in enumerate(handle, start=1):
+    require_file(path)
+    with open(path, "rb") as raw:
+        handle: Iterable[bytes] = gzip.GzipFile(fileobj=raw) if is_gzip(path) else raw
+        reported = 0
+        for number, line in enumerate(handle, start=1):
             try:
-                text = raw.decode(encoding)
+                text = line.decode(encoding)
             except UnicodeDecodeError as error:
                 raise DataFormatError(
                     path,
                     number,
                     None,
-                    f"not valid {encoding}: byte {raw[error.start]:#04x} "
+                    f"not valid {encoding}: byte {line[error.start]:#04x} "
                     f"at column {error.start + 1}",
                 ) from None
+            if progress is not None and number % PROGRESS_LINES == 0:
+                position = raw.tell()
+                progress(position - reported)
+                reported = position
             yield number, text.rstrip("\r\n")
+        if progress is not None:
+            progress(raw.tell() - reported)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any
 
-from galrec.data.raw import IdVocabulary, ItemRecord
+from galrec.data.raw import ItemRecord
 
 TEXT_FIELDS = ("title", "categories", "brand", "description")
 """The item text fields galrec knows; a loader maps its source columns onto them."""
@@ -22,7 +22,7 @@ def collect_item_records(
     blocks: Iterable[Mapping[str, Any]],
     id_column: str,
     columns: Mapping[str, str],
-    wanted: IdVocabulary,
+    wanted: Collection[str],
     split_categories: Callable[[str], list[str]] | None = None,
 ) -> dict[str, ItemRecord]:
     """Records of the items in ``wanted``; ``columns`` maps text field -> source column.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from galrec.data.errors import DataFormatError
 from galrec.data.formats._delimited import Dialect, Kind, read_delimited
-from galrec.data.formats._io import ProgressFn, iter_lines, open_binary
+from galrec.data.formats._io import ProgressFn, iter_lines
 from galrec.data.formats._records import collect_item_records
 from galrec.data.raw import InteractionBuilder, ItemRecord, RawDataset
 
@@ -63,12 +63,13 @@ def _load_100k(directory: Path, progress: ProgressFn | None) -> RawDataset:
             columns, delimiter="|", quoted=False, skip_lines=0, encoding="latin-1"
         )
         fields = {"item_id": Kind.ID, "title": Kind.TEXT, **dict.fromkeys(ML100K_GENRES, Kind.TEXT)}
+        wanted = builder.items.id_set()
         for block in read_delimited(movies, item_dialect, fields, progress):
             ids = block["item_id"].to_pylist()
             titles = block["title"].to_pylist()
             flags = {genre: block[genre].to_pylist() for genre in ML100K_GENRES}
             for row, raw_id in enumerate(ids):
-                if raw_id in builder.items and raw_id not in items:
+                if raw_id in wanted and raw_id not in items:
                     genres = [genre for genre in ML100K_GENRES if flags[genre][row] == "1"]
                     items[raw_id] = ItemRecord(title=titles[row].strip() or None, categories=genres)
     return builder.build(directory.name, sources, items)
@@ -90,7 +91,7 @@ def _load_dat(directory: Path, progress: ProgressFn | None) -> RawDataset:
             _dat_movie_rows(movies),
             "item_id",
             {"title": "title", "categories": "genres"},
-            builder.items,
+            builder.items.id_set(),
             _split_genres,
         )
     return builder.build(directory.name, sources, items)
@@ -98,14 +99,12 @@ def _load_dat(directory: Path, progress: ProgressFn | None) -> RawDataset:
 
 def _dat_movie_rows(path: Path) -> Iterator[dict[str, list[str]]]:
     """``movies.dat`` rows (``id::title::genres``) as one block; ml-1m is Latin-1, later UTF-8."""
-    with open_binary(path) as handle:
-        try:
-            handle.read().decode("utf-8")
-            encoding = "utf-8"
-        except UnicodeDecodeError:
-            encoding = "latin-1"
+    try:
+        lines = list(iter_lines(path, "utf-8"))
+    except DataFormatError:
+        lines = list(iter_lines(path, "latin-1"))
     block: dict[str, list[str]] = {"item_id": [], "title": [], "genres": []}
-    for number, text in iter_lines(path, encoding):
+    for number, text in lines:
         if not text:
             continue
         fields = text.split("::")
@@ -141,7 +140,7 @@ def _load_csv(directory: Path, progress: ProgressFn | None) -> RawDataset:
             blocks,
             "item_id",
             {"title": "title", "categories": "genres"},
-            builder.items,
+            builder.items.id_set(),
             _split_genres,
         )
     return builder.build(directory.name, sources, items)

@@ -100,7 +100,7 @@ def load_recbole(path: Path, progress: ProgressFn | None = None) -> RawDataset:
             {item_id: Kind.ID, **dict.fromkeys(text_columns.values(), Kind.TEXT)},
             progress,
         )
-        items = collect_item_records(blocks, item_id, text_columns, builder.items)
+        items = collect_item_records(blocks, item_id, text_columns, builder.items.id_set())
     user_texts = None
     user_file = stem.with_suffix(".user")
     if user_file.is_file():
@@ -120,12 +120,13 @@ def _user_texts(
     others = [name for name in columns if name != user]
     dialect = Dialect(column_names=columns, delimiter="\t", quoted=False)
     texts: dict[str, str] = {}
+    known = builder.users.id_set()
     fields = {user: Kind.ID, **dict.fromkeys(others, Kind.TEXT)}
     for block in read_delimited(path, dialect, fields, progress):
         ids = block[user].to_pylist()
         values = {name: block[name].to_pylist() for name in others}
         for row, raw_id in enumerate(ids):
-            if raw_id in builder.users and raw_id not in texts:
+            if raw_id in known and raw_id not in texts:
                 texts[raw_id] = "; ".join(
                     f"{name} {values[name][row]}" for name in others if values[name][row]
                 )

@@ -148,6 +148,6 @@ def load_table(
         text_columns = item_columns.text_columns()
         item_fields = {item_id: Kind.ID, **dict.fromkeys(text_columns.values(), Kind.TEXT)}
         blocks = read_table(items, item_fields, delimiter=delimiter, progress=progress)
-        records = collect_item_records(blocks, item_id, text_columns, builder.items)
+        records = collect_item_records(blocks, item_id, text_columns, builder.items.id_set())
     name = interactions.name.split(".")[0]
     return builder.build(name, sources, records, has_timestamps=columns.timestamp is not None)

@@ -7,6 +7,12 @@ use rayon::prelude::*;
 use super::template::{Part, Slot, Templates};
 use super::{PromptError, PromptTokenizer, Side, TextStore};
 
+/// Prompts per unit of parallel work (and the smallest batch split across threads).
+const CHUNK: usize = 32;
+
+/// The largest `max_length` accepted (tokens per prompt).
+const MAX_LENGTH_LIMIT: usize = 1 << 20;
+
 /// Where padding goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PaddingSide {
@@ -172,10 +178,19 @@ struct RowWriter<'a> {
 
 impl RowWriter<'_> {
     fn tokens(&mut self, t: &[u32]) {
-        for (dst, &src) in self.ids[self.at..self.at + t.len()].iter_mut().zip(t) {
+        let span = self.at..self.at + t.len();
+        for (dst, &src) in self.ids[span.clone()].iter_mut().zip(t) {
             *dst = i64::from(src);
         }
+        self.nodes[span].fill(-1);
         self.at += t.len();
+    }
+
+    /// `n` padding positions: pad token, no node.
+    fn padding(&mut self, n: usize, pad: i64) {
+        self.ids[self.at..self.at + n].fill(pad);
+        self.nodes[self.at..self.at + n].fill(-1);
+        self.at += n;
     }
 
     fn node(&mut self, token: i64, global: i64) {
@@ -228,6 +243,15 @@ impl PromptAssembler {
                 Compiled::new(&parts[2], &tokenizer)?,
             ])
         };
+        if !(1..=MAX_LENGTH_LIMIT).contains(&options.max_length) {
+            return Err(PromptError::invalid(
+                "max_length",
+                format!(
+                    "must be between 1 and {MAX_LENGTH_LIMIT}, got {}",
+                    options.max_length
+                ),
+            ));
+        }
         let pool = match options.threads {
             Some(0) => return Err(PromptError::invalid("threads", "must be at least 1")),
             Some(n) => Some(
@@ -257,14 +281,6 @@ impl PromptAssembler {
         &self.options
     }
 
-    pub fn store(&self) -> &TextStore {
-        &self.store
-    }
-
-    pub fn tokenizer(&self) -> &PromptTokenizer {
-        &self.tokenizer
-    }
-
     /// Tokens every prompt of a template needs: specials, fixed text, node token, closing phrase.
     fn base_length(&self, side: Side, hop: usize) -> usize {
         self.template(side, hop).fixed_len
@@ -280,11 +296,29 @@ impl PromptAssembler {
         }
     }
 
-    fn run<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
-        match &self.pool {
-            Some(pool) => pool.install(f),
-            None => f(),
+    /// Run `f` over `items`: inline when one thread is asked for or there is one item (no
+    /// cross-thread hand-off for small batches), else in parallel on the assembler's pool.
+    fn map_jobs<T: Send, R: Send>(
+        &self,
+        items: Vec<T>,
+        f: impl Fn(T) -> R + Sync + Send,
+    ) -> Vec<R> {
+        if self.options.threads == Some(1) || items.len() <= 1 {
+            return items.into_iter().map(f).collect();
         }
+        let run = || items.into_par_iter().map(f).collect();
+        match &self.pool {
+            Some(pool) => pool.install(run),
+            None => run(),
+        }
+    }
+
+    /// Prompt index ranges of [`CHUNK`] prompts: the unit of parallel work.
+    fn chunks(n: usize) -> Vec<std::ops::Range<usize>> {
+        (0..n)
+            .step_by(CHUNK)
+            .map(|s| s..(s + CHUNK).min(n))
+            .collect()
     }
 
     /// Assemble the hop-`hop` prompts of `seeds` (ids of `side`) into one padded batch.
@@ -300,7 +334,7 @@ impl PromptAssembler {
         hops: &[HopInput<'_>],
     ) -> Result<Batch, PromptError> {
         self.validate(side, hop, seeds, hops)?;
-        self.run(|| self.assemble_valid(side, hop, seeds, hops))
+        Ok(self.assemble_valid(side, hop, seeds, hops))
     }
 
     /// The same prompts as [`assemble`](Self::assemble), as their segment texts (ID tokens written
@@ -313,16 +347,16 @@ impl PromptAssembler {
         hops: &[HopInput<'_>],
     ) -> Result<Vec<Vec<String>>, PromptError> {
         self.validate(side, hop, seeds, hops)?;
-        self.run(|| {
-            (0..seeds.len())
-                .into_par_iter()
-                .map_init(Lists::default, |lists, i| {
+        let chunks = self.map_jobs(Self::chunks(seeds.len()), |range| {
+            let mut lists = Lists::default();
+            range
+                .map(|i| {
                     let seed = seeds[i] as u32;
-                    self.lists(hop, seed, i, hops, lists);
-                    let plan = self.plan(side, hop, seed, lists);
+                    self.lists(hop, seed, i, hops, &mut lists);
+                    let plan = self.plan(side, hop, seed, &lists);
                     let mut out = Vec::new();
                     let mut failed = None;
-                    self.walk(side, hop, seed, lists, &plan, |seg| {
+                    self.walk(side, hop, seed, &lists, &plan, |seg| {
                         let text = match seg {
                             Segment::Text(_, text) => text.to_string(),
                             Segment::Node(s, id) => format!("<{}_{id}>", s.name()),
@@ -340,8 +374,13 @@ impl PromptAssembler {
                     });
                     failed.map_or(Ok(out), Err)
                 })
-                .collect()
-        })
+                .collect::<Result<Vec<_>, _>>()
+        });
+        let mut prompts = Vec::with_capacity(seeds.len());
+        for chunk in chunks {
+            prompts.extend(chunk?);
+        }
+        Ok(prompts)
     }
 
     fn validate(
@@ -424,7 +463,7 @@ impl PromptAssembler {
                 ));
             }
             let count = self.store.count(hop_side);
-            if let Some(at) = h.nodes.par_iter().position_first(|&n| n >= count) {
+            if let Some(at) = h.nodes.iter().position(|&n| n >= count) {
                 return Err(PromptError::out_of_range(
                     &what,
                     format!(
@@ -445,15 +484,19 @@ impl PromptAssembler {
         hop: usize,
         seeds: &[i64],
         hops: &[HopInput<'_>],
-    ) -> Result<Batch, PromptError> {
-        let plans: Vec<Plan> = (0..seeds.len())
-            .into_par_iter()
-            .map_init(Lists::default, |lists, i| {
-                let seed = seeds[i] as u32;
-                self.lists(hop, seed, i, hops, lists);
-                self.plan(side, hop, seed, lists)
+    ) -> Batch {
+        let plans: Vec<Plan> = self
+            .map_jobs(Self::chunks(seeds.len()), |range| {
+                let mut lists = Lists::default();
+                range
+                    .map(|i| {
+                        let seed = seeds[i] as u32;
+                        self.lists(hop, seed, i, hops, &mut lists);
+                        self.plan(side, hop, seed, &lists)
+                    })
+                    .collect::<Vec<_>>()
             })
-            .collect();
+            .concat();
         let longest = plans.iter().map(|p| p.len).max().unwrap_or(0);
         let length = if self.options.pad_to_max_length {
             self.options.max_length
@@ -461,62 +504,92 @@ impl PromptAssembler {
             longest
         };
         let b = seeds.len();
-        let mut input_ids = vec![i64::from(self.pad_id); b * length];
+        // Zeroed allocations are lazy; every row is written in full by its worker.
+        let mut input_ids = vec![0i64; b * length];
         let mut attention_mask = vec![0i64; b * length];
-        let mut node_ids = vec![-1i64; b * length];
+        let mut node_ids = vec![0i64; b * length];
         let mut pool_index = vec![0i64; b];
         if length > 0 {
-            let vocab = i64::from(self.tokenizer.vocab_size());
-            let num_users = i64::from(self.store.num_users());
-            let prefix = self.tokenizer.prefix();
-            let suffix = self.tokenizer.suffix();
-            input_ids
-                .par_chunks_mut(length)
-                .zip(attention_mask.par_chunks_mut(length))
-                .zip(node_ids.par_chunks_mut(length))
-                .zip(pool_index.par_iter_mut())
-                .enumerate()
-                .for_each_init(
-                    Lists::default,
-                    |lists, (i, (((ids, mask), nodes), pool))| {
-                        let seed = seeds[i] as u32;
-                        let plan = &plans[i];
-                        let start = match self.options.padding_side {
-                            PaddingSide::Right => 0,
-                            PaddingSide::Left => length - plan.len,
-                        };
-                        mask[start..start + plan.len].fill(1);
-                        let mut row = RowWriter {
-                            ids,
-                            nodes,
-                            at: start,
-                        };
-                        row.tokens(prefix);
-                        self.lists(hop, seed, i, hops, lists);
-                        self.walk(side, hop, seed, lists, plan, |seg| match seg {
-                            Segment::Text(t, _) | Segment::Title { ids: t, .. } => row.tokens(t),
-                            Segment::Node(s, id) => {
-                                let global = match s {
-                                    Side::User => i64::from(id),
-                                    Side::Item => num_users + i64::from(id),
-                                };
-                                row.node(vocab + global, global);
-                            }
-                        });
-                        *pool = row.at as i64 - 1;
-                        row.tokens(suffix);
-                        debug_assert_eq!(row.at, start + plan.len);
-                    },
-                );
+            let jobs: Vec<_> = Self::chunks(b)
+                .into_iter()
+                .zip(input_ids.chunks_mut(CHUNK * length))
+                .zip(attention_mask.chunks_mut(CHUNK * length))
+                .zip(node_ids.chunks_mut(CHUNK * length))
+                .zip(pool_index.chunks_mut(CHUNK))
+                .collect();
+            self.map_jobs(jobs, |((((range, ids), mask), nodes), pool)| {
+                let mut lists = Lists::default();
+                for (r, i) in range.enumerate() {
+                    let row = r * length..(r + 1) * length;
+                    pool[r] = self.write_row(
+                        side,
+                        hop,
+                        seeds[i] as u32,
+                        i,
+                        hops,
+                        &plans[i],
+                        &mut lists,
+                        RowWriter {
+                            ids: &mut ids[row.clone()],
+                            nodes: &mut nodes[row.clone()],
+                            at: 0,
+                        },
+                        &mut mask[row],
+                    );
+                }
+            });
         }
-        Ok(Batch {
+        Batch {
             batch: b,
             length,
             input_ids,
             attention_mask,
             node_ids,
             pool_index,
-        })
+        }
+    }
+
+    /// Write prompt `i` into its row (padding included); returns its pooling position.
+    #[allow(clippy::too_many_arguments)]
+    fn write_row(
+        &self,
+        side: Side,
+        hop: usize,
+        seed: u32,
+        i: usize,
+        hops: &[HopInput<'_>],
+        plan: &Plan,
+        lists: &mut Lists,
+        mut row: RowWriter<'_>,
+        mask: &mut [i64],
+    ) -> i64 {
+        let length = row.ids.len();
+        let pad = i64::from(self.pad_id);
+        let start = match self.options.padding_side {
+            PaddingSide::Right => 0,
+            PaddingSide::Left => length - plan.len,
+        };
+        row.padding(start, pad);
+        mask[start..start + plan.len].fill(1);
+        let vocab = i64::from(self.tokenizer.vocab_size());
+        let num_users = i64::from(self.store.num_users());
+        row.tokens(self.tokenizer.prefix());
+        self.lists(hop, seed, i, hops, lists);
+        self.walk(side, hop, seed, lists, plan, |seg| match seg {
+            Segment::Text(t, _) | Segment::Title { ids: t, .. } => row.tokens(t),
+            Segment::Node(s, id) => {
+                let global = match s {
+                    Side::User => i64::from(id),
+                    Side::Item => num_users + i64::from(id),
+                };
+                row.node(vocab + global, global);
+            }
+        });
+        let pool = row.at as i64 - 1;
+        row.tokens(self.tokenizer.suffix());
+        debug_assert_eq!(row.at, start + plan.len);
+        row.padding(length - row.at, pad);
+        pool
     }
 
     /// Fill `lists` with prompt `i`'s neighbour lists (deduplicated when configured).

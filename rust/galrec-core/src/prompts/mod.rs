@@ -14,7 +14,7 @@ mod tokenizer;
 
 pub use assemble::{AssembleOptions, Batch, HopInput, PaddingSide, PromptAssembler};
 pub use store::TextStore;
-pub use template::{Templates, TITLE_SLOT};
+pub use template::Templates;
 pub use tokenizer::PromptTokenizer;
 
 use std::fmt;

@@ -212,7 +212,10 @@ impl TextStore {
         }
         let checksum = fnv1a64(&out);
         put_u64(&mut out, checksum);
-        let tmp = path.with_extension("tmp");
+        // A per-process temporary name: concurrent writers (e.g. DDP ranks) never share one.
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
         std::fs::write(&tmp, &out).map_err(|e| PromptError::io(&tmp, &e))?;
         std::fs::rename(&tmp, path).map_err(|e| PromptError::io(path, &e))
     }

@@ -2,13 +2,11 @@
 //!
 //! Slots: `{node}` (the node's ID token), `{title}` (its title segment, when its side has texts),
 //! `{neighbors}` (the 1-hop neighbour list), `{neighbors2}` (the 2-hop list). `{{` and `}}` write
-//! literal braces. Which slots a template may or must hold depends on its role (see
+//! literal braces. Each slot appears at most once; a prompt or neighbour template must show its
+//! node by `{node}`, `{title}` or both (text-only prompts leave out `{node}`). Which slots a template may or must hold depends on its role (see
 //! [`Templates::validate`]); anything else is an error naming the template, the slot and its place.
 
 use super::PromptError;
-
-/// The slot a title format must hold once: it is replaced by the node's text.
-pub const TITLE_SLOT: &str = "{title}";
 
 /// A named place in a template.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,27 +190,48 @@ pub(crate) struct ParsedTemplates {
 
 const HOP_RULES: [SlotRules<'static>; 3] = [
     SlotRules {
-        required: &[Slot::Node],
-        optional: &[Slot::Title],
+        required: &[],
+        optional: &[Slot::Node, Slot::Title],
     },
     SlotRules {
-        required: &[Slot::Node, Slot::Neighbors],
-        optional: &[Slot::Title],
+        required: &[Slot::Neighbors],
+        optional: &[Slot::Node, Slot::Title],
     },
     SlotRules {
-        required: &[Slot::Node, Slot::Neighbors, Slot::Neighbors2],
-        optional: &[Slot::Title],
+        required: &[Slot::Neighbors, Slot::Neighbors2],
+        optional: &[Slot::Node, Slot::Title],
     },
 ];
+
+const NEIGHBOR_RULES: SlotRules<'static> = SlotRules {
+    required: &[],
+    optional: &[Slot::Node, Slot::Title],
+};
+
+/// Parse a template that must show its node: by `{node}`, `{title}` or both.
+fn parse_node_template(
+    name: &str,
+    template: &str,
+    rules: &SlotRules<'_>,
+) -> Result<Vec<Part>, PromptError> {
+    let parts = parse(name, template, rules)?;
+    if !parts.contains(&Part::Slot(Slot::Node)) && !parts.contains(&Part::Slot(Slot::Title)) {
+        return Err(PromptError::invalid(
+            &format!("template {name} ({template:?})"),
+            "holds neither {node} nor {title}: the node itself would be missing",
+        ));
+    }
+    Ok(parts)
+}
 
 impl Templates {
     /// Parse every template; the first invalid one is reported by name.
     pub(crate) fn parse(&self) -> Result<ParsedTemplates, PromptError> {
         let parse_hops = |side: &str, texts: &[String; 3]| -> Result<[Vec<Part>; 3], PromptError> {
             Ok([
-                parse(&format!("{side}_hop0"), &texts[0], &HOP_RULES[0])?,
-                parse(&format!("{side}_hop1"), &texts[1], &HOP_RULES[1])?,
-                parse(&format!("{side}_hop2"), &texts[2], &HOP_RULES[2])?,
+                parse_node_template(&format!("{side}_hop0"), &texts[0], &HOP_RULES[0])?,
+                parse_node_template(&format!("{side}_hop1"), &texts[1], &HOP_RULES[1])?,
+                parse_node_template(&format!("{side}_hop2"), &texts[2], &HOP_RULES[2])?,
             ])
         };
         let no_slots = SlotRules {
@@ -227,14 +246,7 @@ impl Templates {
         Ok(ParsedTemplates {
             user: parse_hops("user", &self.user)?,
             item: parse_hops("item", &self.item)?,
-            neighbor: parse(
-                "neighbor",
-                &self.neighbor,
-                &SlotRules {
-                    required: &[Slot::Node],
-                    optional: &[Slot::Title],
-                },
-            )?,
+            neighbor: parse_node_template("neighbor", &self.neighbor, &NEIGHBOR_RULES)?,
         })
     }
 
@@ -299,15 +311,26 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let rules = &HOP_RULES[1];
-        let err = |t: &str| parse("user_hop1", t, rules).err().unwrap().message;
+        let err = |t: &str| {
+            parse_node_template("user_hop1", t, rules)
+                .err()
+                .unwrap()
+                .message
+        };
         assert!(err("{node} {nieghbors}").contains("{nieghbors} at byte 7 is an unknown slot"));
         assert!(err("{node} {neighbors2}").contains("not allowed here"));
         assert!(err("{node} {neighbors} {node}").contains("more than once"));
         assert!(err("{node}").contains("required slot {neighbors} is missing"));
+        assert!(err("{neighbors}").contains("neither {node} nor {title}"));
         assert!(err("{node} {neighbors").contains("unclosed"));
         assert!(err("{node} } {neighbors}").contains("unmatched"));
         assert!(err("{node}").contains("user_hop1"));
+        // A text-only prompt (no ID token) is allowed.
         let mut t = Templates::default();
+        t.item[1] = "{title} was chosen by {neighbors}".into();
+        t.neighbor = "{title}".into();
+        t.validate().unwrap();
+        t = Templates::default();
         t.item[2] = "{node} {neighbors}".into();
         assert!(t.validate().unwrap_err().message.contains("item_hop2"));
         t = Templates::default();

@@ -2,8 +2,6 @@
 
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
-
 use super::{ErrorKind, PromptError};
 
 /// Token names tried, in order, when the tokenizer.json sets no padding token.
@@ -127,14 +125,6 @@ impl PromptTokenizer {
             .encode_fast(text, false)
             .map_err(|e| self.encode_error(text, e))?;
         Ok(enc.get_ids().to_vec())
-    }
-
-    /// [`encode`](Self::encode) many texts in parallel (on the current rayon pool).
-    pub fn encode_many<S: AsRef<str> + Sync>(
-        &self,
-        texts: &[S],
-    ) -> Result<Vec<Vec<u32>>, PromptError> {
-        texts.par_iter().map(|t| self.encode(t.as_ref())).collect()
     }
 
     /// Text of token ids (special tokens kept), as the tokenizer's decoder writes it.
