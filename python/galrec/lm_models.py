@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from galrec.evaluate import Scorer
 from galrec.registry import ModelSpec, TrainedModel, TrainRequest, register, write_run
@@ -40,8 +41,9 @@ def _trainer(name: str):
         cfg.train.progress = request.progress
         if request.dataset_dir is not None:
             cfg.data.dataset = str(request.dataset_dir)
-        else:  # an in-memory dataset: the run directory keeps a copy (build_run loads it)
-            request.dataset.save(Path(request.run_dir) / "dataset", overwrite=True)
+        else:  # an in-memory PreparedDataset: the run directory keeps a copy (build_run loads it)
+            dataset: Any = request.dataset
+            dataset.save(Path(request.run_dir) / "dataset", overwrite=True)
         started = time.perf_counter()
         result = train(cfg, request.run_dir)
         seconds = time.perf_counter() - started
