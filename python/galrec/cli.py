@@ -22,3 +22,23 @@ def main() -> None:
 
 main.add_command(data_commands)
 main.add_command(graph)
+
+
+def _register_evaluation_commands() -> None:
+    from galrec.eval_cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_evaluation_commands()
+
+
+def _register_training_commands() -> None:
+    from galrec.train_cli import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register_training_commands()

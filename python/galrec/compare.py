@@ -1,0 +1,383 @@
+"""Train and evaluate several models over seeds on one dataset, and report them side by side.
+
+Every model comes from :mod:`galrec.registry` by name and is scored by the same evaluator on the
+same split (full ranking unless a sampled protocol is asked for, and then labelled). The report is
+a Markdown table of mean ± std over seeds with the best value of each column in bold, a paired
+significance test of GAL-Rec (or the best model) against the best baseline over per-user
+metrics, training and evaluation times, alignment/uniformity of the representations, and plots.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from galrec.alignment import AlignmentUniformity, alignment_uniformity
+from galrec.evaluate import (
+    DEFAULT_KS,
+    METRICS,
+    EmbeddingModel,
+    EvalResult,
+    SplitDataset,
+    evaluate,
+    resolve_device,
+)
+from galrec.registry import TrainRequest, default_config, get_model
+
+PRIMARY_METRIC = "ndcg@10"
+
+
+@dataclass
+class ModelRun:
+    """One model trained with one seed and evaluated on the test split."""
+
+    model: str
+    seed: int
+    result: EvalResult
+    history: list[dict[str, float]]
+    train_seconds: float
+    geometry: AlignmentUniformity | None = None
+    run_dir: Path | None = None
+
+
+@dataclass
+class PairedTest:
+    """A paired test over users of ``model`` against ``baseline`` on one metric."""
+
+    model: str
+    baseline: str
+    metric: str
+    num_users: int
+    model_mean: float
+    baseline_mean: float
+    t_pvalue: float
+    wilcoxon_pvalue: float
+
+    def sentence(self) -> str:
+        direction = "higher" if self.model_mean > self.baseline_mean else "lower"
+        return (
+            f"{self.model} vs {self.baseline} on {self.metric} over {self.num_users} users "
+            f"(per-user values averaged over seeds): {self.model_mean:.4f} vs "
+            f"{self.baseline_mean:.4f} ({direction}); paired t-test p = {self.t_pvalue:.3g}, "
+            f"Wilcoxon signed-rank p = {self.wilcoxon_pvalue:.3g}."
+        )
+
+
+@dataclass
+class Comparison:
+    """All runs of one ``galrec compare`` invocation."""
+
+    dataset: str
+    runs: list[ModelRun]
+    seeds: list[int]
+    ks: tuple[int, ...] = DEFAULT_KS
+    device: str = "cpu"
+    dataset_stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def models(self) -> list[str]:
+        return list(dict.fromkeys(run.model for run in self.runs))
+
+    def runs_of(self, model: str) -> list[ModelRun]:
+        return [run for run in self.runs if run.model == model]
+
+    @property
+    def mode(self) -> str:
+        return self.runs[0].result.mode
+
+    def columns(self) -> list[str]:
+        return [f"{metric}@{k}" for k in self.ks for metric in METRICS]
+
+    def summary(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """``model -> metric -> (mean, std)`` over seeds (std 0 for a single seed)."""
+        out: dict[str, dict[str, tuple[float, float]]] = {}
+        for model in self.models:
+            runs = self.runs_of(model)
+            out[model] = {}
+            for column in self.columns():
+                values = np.array([run.result.metrics[column] for run in runs])
+                std = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+                out[model][column] = (float(values.mean()), std)
+        return out
+
+    def table(self) -> str:
+        """The Markdown results table: mean ± std, best mean of each column in bold."""
+        summary = self.summary()
+        columns = self.columns()
+        suffix = " (sampled)" if self.mode == "sampled" else ""
+        best = {column: max(summary[m][column][0] for m in self.models) for column in columns}
+        header = ["model", *(_column_title(c) + suffix for c in columns), "train s"]
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for model in self.models:
+            cells = [model]
+            for column in columns:
+                mean, std = summary[model][column]
+                text = f"{mean:.4f} ± {std:.4f}"
+                cells.append(f"**{text}**" if np.isclose(mean, best[column]) else text)
+            seconds = np.mean([run.train_seconds for run in self.runs_of(model)])
+            cells.append(f"{seconds:.1f}")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def significance(self, metric: str = PRIMARY_METRIC) -> PairedTest | None:
+        """GAL-Rec (else the best model) against the best other non-ablation model."""
+        from galrec.registry import MODELS
+
+        summary = self.summary()
+        ranked = sorted(self.models, key=lambda m: summary[m][metric][0], reverse=True)
+        if "gal_rec" in self.models:
+            reference = "gal_rec"
+        elif ranked:
+            reference = ranked[0]
+        else:
+            return None
+        others = [
+            m
+            for m in ranked
+            if m != reference and (m not in MODELS or MODELS[m].kind == "baseline")
+        ]
+        if not others:
+            return None
+        return paired_test(self.runs_of(reference), self.runs_of(others[0]), metric)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dataset": self.dataset,
+            "dataset_stats": self.dataset_stats,
+            "seeds": self.seeds,
+            "ks": list(self.ks),
+            "device": self.device,
+            "protocol": self.runs[0].result.label,
+            "summary": {
+                model: {c: {"mean": m, "std": s} for c, (m, s) in cols.items()}
+                for model, cols in self.summary().items()
+            },
+            "runs": [
+                {
+                    "model": run.model,
+                    "seed": run.seed,
+                    "metrics": run.result.metrics,
+                    "train_seconds": run.train_seconds,
+                    "eval_seconds": run.result.seconds,
+                    "run_dir": None if run.run_dir is None else str(run.run_dir),
+                    "alignment": None if run.geometry is None else run.geometry.alignment,
+                    "uniformity": None if run.geometry is None else run.geometry.uniformity,
+                }
+                for run in self.runs
+            ],
+        }
+
+
+def _column_title(column: str) -> str:
+    metric, k = column.split("@")
+    names = {"recall": "Recall", "ndcg": "NDCG", "hr": "HR", "mrr": "MRR"}
+    return f"{names[metric]}@{k}"
+
+
+def paired_test(
+    model_runs: list[ModelRun], baseline_runs: list[ModelRun], metric: str
+) -> PairedTest:
+    """Paired t-test and Wilcoxon signed-rank test over users (values averaged over seeds)."""
+    from scipy import stats
+
+    def per_user(runs: list[ModelRun]) -> tuple[np.ndarray, np.ndarray]:
+        users = runs[0].result.users
+        for run in runs[1:]:
+            if not np.array_equal(run.result.users, users):
+                raise ValueError("runs to pair were evaluated on different users")
+        return users, np.mean([run.result.per_user[metric] for run in runs], axis=0)
+
+    users_a, a = per_user(model_runs)
+    users_b, b = per_user(baseline_runs)
+    if not np.array_equal(users_a, users_b):
+        raise ValueError("models to pair were evaluated on different users")
+    differences = a - b
+    if np.allclose(differences, 0):
+        t_p = w_p = 1.0
+    else:
+        t_p = float(stats.ttest_rel(a, b).pvalue)
+        w_p = float(stats.wilcoxon(a, b, zero_method="wilcox").pvalue)
+    return PairedTest(
+        model=model_runs[0].model,
+        baseline=baseline_runs[0].model,
+        metric=metric,
+        num_users=len(a),
+        model_mean=float(a.mean()),
+        baseline_mean=float(b.mean()),
+        t_pvalue=t_p,
+        wilcoxon_pvalue=w_p,
+    )
+
+
+def run_compare(
+    dataset: SplitDataset,
+    models: Sequence[str],
+    seeds: Sequence[int],
+    out_dir: str | Path,
+    *,
+    dataset_dir: Path | None = None,
+    dataset_name: str = "dataset",
+    ks: Sequence[int] = DEFAULT_KS,
+    configs: dict[str, dict[str, Any]] | None = None,
+    device: str = "auto",
+    num_negatives: int | None = None,
+    progress: bool = False,
+    log: Any = print,
+) -> Comparison:
+    """Train every model with every seed, evaluate on test, keep per-user results on disk.
+
+    ``configs`` maps a model name to its options; models without an entry use their packaged
+    ``configs/<name>.yaml``. With ``num_negatives`` the evaluation is sampled (and says so).
+    """
+    out_dir = Path(out_dir)
+    specs = [get_model(name) for name in models]  # unknown names fail before any training
+    dev = str(resolve_device(device))
+    runs: list[ModelRun] = []
+    for spec in specs:
+        config = (configs or {}).get(spec.name, default_config(spec.name))
+        for seed in seeds:
+            run_dir = out_dir / "runs" / spec.name / f"seed{seed}"
+            log(f"training {spec.name} (seed {seed}) ...")
+            trained = spec.train(
+                TrainRequest(
+                    dataset=dataset,
+                    dataset_dir=dataset_dir,
+                    seed=seed,
+                    run_dir=run_dir,
+                    config=config,
+                    device=dev,
+                    progress=progress,
+                )
+            )
+            result = evaluate(
+                trained.scorer,
+                dataset,
+                split="test",
+                ks=ks,
+                device=dev,
+                num_negatives=num_negatives,
+            )
+            result.save(run_dir / "eval_test")
+            geometry = None
+            if isinstance(trained.scorer, EmbeddingModel):
+                geometry = alignment_uniformity(
+                    trained.scorer.user_embeddings(),
+                    trained.scorer.item_embeddings(),
+                    (dataset.test.users, dataset.test.items),
+                    seed=seed,
+                )
+            log(
+                f"  {spec.name} seed {seed}: {PRIMARY_METRIC} = "
+                f"{result.metrics[PRIMARY_METRIC]:.4f} ({result.label}); "
+                f"train {trained.train_seconds:.1f}s, eval {result.seconds:.1f}s"
+            )
+            runs.append(
+                ModelRun(
+                    model=spec.name,
+                    seed=seed,
+                    result=result,
+                    history=trained.history,
+                    train_seconds=trained.train_seconds,
+                    geometry=geometry,
+                    run_dir=run_dir,
+                )
+            )
+    return Comparison(
+        dataset=dataset_name,
+        runs=runs,
+        seeds=list(seeds),
+        ks=tuple(sorted(set(ks))),
+        device=dev,
+        dataset_stats={
+            "users": dataset.num_users,
+            "items": dataset.num_items,
+            "train": len(dataset.train.users),
+            "valid": len(dataset.valid.users),
+            "test": len(dataset.test.users),
+        },
+    )
+
+
+def machine_description(device: str) -> str:
+    """CPU (and GPU) of this machine, for the report."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            names = [
+                line.split(":", 1)[1].strip() for line in info if line.startswith("model name")
+            ]
+        if names:
+            cpu = f"{names[0]} ({len(names)} logical cores)"
+    except OSError:
+        pass
+    text = f"CPU: {cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        text += f"; GPU: {torch.cuda.get_device_name(0)}"
+    return text
+
+
+def write_report(
+    comparison: Comparison, out_dir: str | Path, *, command: str = "", plots: bool = True
+) -> Path:
+    """``results.md``, ``results.json`` and (with matplotlib) PNG plots in ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(comparison.to_json(), indent=2) + "\n")
+    stats = comparison.dataset_stats
+    lines = [f"# {comparison.dataset}: {', '.join(comparison.models)}", ""]
+    if command:
+        lines += ["Command:", "", f"    {command}", ""]
+    lines += [
+        f"Dataset: {stats.get('users')} users, {stats.get('items')} items; "
+        f"{stats.get('train')} training, {stats.get('valid')} validation and "
+        f"{stats.get('test')} test interactions.",
+        f"Protocol: test split, {comparison.runs[0].result.label}; training items and validation "
+        f"items masked. Seeds {', '.join(map(str, comparison.seeds))}; mean ± std over seeds "
+        f"(sample std); best mean per column in bold.",
+        f"Machine: {machine_description(comparison.device)}; "
+        f"evaluation device {comparison.device}.",
+        "",
+        comparison.table(),
+        "",
+    ]
+    test = comparison.significance()
+    if test is not None:
+        lines += ["Significance: " + test.sentence(), ""]
+    timing = [
+        "| model | train s (mean) | eval s (mean) | alignment | uniformity |",
+        "|---|---|---|---|---|",
+    ]
+    for model in comparison.models:
+        runs = comparison.runs_of(model)
+        geometry = [run.geometry for run in runs if run.geometry is not None]
+        align = f"{np.mean([g.alignment for g in geometry]):.3f}" if geometry else "-"
+        unif = f"{np.mean([g.uniformity for g in geometry]):.3f}" if geometry else "-"
+        timing.append(
+            f"| {model} | {np.mean([r.train_seconds for r in runs]):.1f} | "
+            f"{np.mean([r.result.seconds for r in runs]):.2f} | {align} | {unif} |"
+        )
+    lines += [
+        "Wall-clock times and representation geometry (alignment over test pairs and uniformity, "
+        "Wang & Isola 2020; lower is better for both):",
+        "",
+        *timing,
+        "",
+    ]
+    if plots:
+        try:
+            from galrec.plots import write_plots
+        except ImportError:  # matplotlib is an optional extra
+            lines.append("Plots skipped: install the `plots` extra (matplotlib).")
+        else:
+            written = write_plots(comparison, out_dir)
+            lines += ["Plots: " + ", ".join(f"[{p.name}]({p.name})" for p in written), ""]
+    path = out_dir / "results.md"
+    path.write_text("\n".join(lines))
+    return path

@@ -1,0 +1,273 @@
+"""Training configuration: typed dataclasses, YAML loading and dotted ``key=value`` overrides.
+
+Every DEFAULT of METHOD.md is a field here, so ablations and other readings of the method are
+config files, not code. Errors name the offending key and the allowed keys or values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key and what is allowed."""
+
+
+def _choice(default: str, *choices: str) -> Any:
+    return field(default=default, metadata={"choices": choices})
+
+
+@dataclass
+class DataConfig:
+    """Where the interactions come from."""
+
+    dataset: str = "semantic_gap"
+    """``semantic_gap`` (generated) or the directory of a saved ``PreparedDataset``."""
+    generator: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for the semantic-gap generator (sizes, seed)."""
+
+
+@dataclass
+class PromptConfig:
+    """How hop-0/1/2 prompts are sampled and cut (METHOD.md section 2)."""
+
+    fanouts: list[int] = field(default_factory=lambda: [10, 10])
+    strategy: str = _choice("uniform", "uniform", "recent", "weighted")
+    max_length: int = 128
+
+
+@dataclass
+class ModelConfig:
+    """Backbone, LoRA, external ID embeddings and heads (METHOD.md section 1 and 3)."""
+
+    backbone: str = "minilm"
+    """``minilm``, ``smollm2`` (pip-installed weights), ``tiny-bert``/``tiny-llama`` (random,
+    built in code, for tests), or any Hugging Face model name or local path."""
+    pooling: str = _choice("auto", "auto", "mean", "last")
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: list[str] | None = None
+    """None picks the per-architecture default (attention and MLP projections)."""
+    gradient_checkpointing: bool = False
+    id_tokens: bool = True
+    """Write ``<user_u>``/``<item_i>`` tokens into prompts with external embeddings."""
+    projector: str = _choice("linear", "linear", "mlp")
+    id_residual: bool = True
+    """A trainable per-ID residual ``r_v`` (initialised to zero)."""
+    cf_features: str = "lightgcn"
+    """``lightgcn``, ``none`` or the path of a ``.npy`` of shape [num_users + num_items, d]."""
+    cf_dim: int = 32
+    cf_epochs: int = 100
+    """LightGCN epochs (early-stopped on the validation split)."""
+    head_dim: int = 128
+
+
+@dataclass
+class LossConfig:
+    """Weights of L0..L3, InfoNCE temperature, momentum queue (METHOD.md sections 3 and 4)."""
+
+    l0: float = 1.0
+    l1: float = 0.1
+    l2: float = 0.1
+    l3: float = 0.1
+    """lambda1..3: small next to L0, which they regularise (measured on the semantic-gap data)."""
+    temperature: float = 0.07
+    hop2: bool = True
+    """False drops 2-hop prompts: L1/L2 then align hop 1 with hop 0."""
+    queue: bool = True
+    queue_size: int = 4096
+    momentum: float = 0.995
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, logging, validation and checkpointing."""
+
+    steps: int = 300
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    """lambda4: decoupled weight decay on the trainable parameters (AdamW)."""
+    warmup_steps: int = 20
+    grad_accum: int = 1
+    clip_norm: float = 1.0
+    seed: int = 0
+    eval_every: int = 100
+    eval_k: int = 10
+    patience: int = 3
+    """Stop after this many validations without improvement (0: never stop early)."""
+    checkpoint_every: int = 100
+    log_every: int = 1
+    device: str = "auto"
+    threads: int = 0
+    """torch intra-op threads (0: leave torch's default)."""
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    """The whole run: what ``galrec train --config`` reads and saves next to the run."""
+
+    name: str = "gal_rec"
+    out_dir: str = "runs/gal_rec"
+    data: DataConfig = field(default_factory=DataConfig)
+    prompts: PromptConfig = field(default_factory=PromptConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON serialisable)."""
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved config as YAML (saved with every run)."""
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(key: str, value: Any, annotation: Any, choices: tuple[str, ...] | None) -> Any:
+    """Check ``value`` against the field's type; return it converted (int -> float, list)."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(key, value, inner[0], choices)
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        if choices and value not in choices:
+            raise ConfigError(
+                f"{key}: {value!r} is not allowed; allowed values: {', '.join(choices)}"
+            )
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        return [_coerce(f"{key}[{i}]", v, args[0], None) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    raise ConfigError(f"{key}: unsupported field type {annotation!r}")  # pragma: no cover
+
+
+def _set(obj: Any, dotted: str, value: Any) -> None:
+    """Set ``obj.<dotted>`` = value, checking that every part names a field."""
+    parts = dotted.split(".")
+    target = obj
+    for depth, part in enumerate(parts):
+        names = [f.name for f in dataclasses.fields(target)]
+        if part not in names:
+            prefix = ".".join(parts[:depth])
+            where = f"'{prefix}'" if prefix else "the config"
+            allowed = ", ".join(f"{prefix + '.' if prefix else ''}{n}" for n in names)
+            raise ConfigError(
+                f"unknown key '{dotted}': {where} has no '{part}'; allowed: {allowed}"
+            )
+        fld = next(f for f in dataclasses.fields(target) if f.name == part)
+        current = getattr(target, part)
+        if depth == len(parts) - 1:
+            if dataclasses.is_dataclass(current):
+                if not isinstance(value, dict):
+                    raise ConfigError(f"{dotted}: expected a mapping of its keys, got {value!r}")
+                for k, v in value.items():
+                    _set(current, str(k), v)
+                return
+            annotation = _type_hints(type(target))[part]
+            setattr(target, part, _coerce(dotted, value, annotation, fld.metadata.get("choices")))
+            return
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(
+                f"unknown key '{dotted}': '{'.'.join(parts[: depth + 1])}' is a value"
+            )
+        target = current
+
+
+def _validate(cfg: Config) -> None:
+    """Cross-field checks that types alone cannot express."""
+    if len(cfg.prompts.fanouts) != 2 or min(cfg.prompts.fanouts) < 1:
+        raise ConfigError(
+            f"prompts.fanouts: expected two positive integers, got {cfg.prompts.fanouts}"
+        )
+    positive = {
+        "train.steps": cfg.train.steps,
+        "train.batch_size": cfg.train.batch_size,
+        "train.grad_accum": cfg.train.grad_accum,
+        "loss.queue_size": cfg.loss.queue_size,
+        "model.lora_rank": cfg.model.lora_rank,
+        "prompts.max_length": cfg.prompts.max_length,
+    }
+    for key, value in positive.items():
+        if value < 1:
+            raise ConfigError(f"{key}: must be at least 1, got {value}")
+    if not 0.0 <= cfg.loss.momentum < 1.0:
+        raise ConfigError(f"loss.momentum: must be in [0, 1), got {cfg.loss.momentum}")
+    if cfg.loss.temperature <= 0:
+        raise ConfigError(f"loss.temperature: must be positive, got {cfg.loss.temperature}")
+    if cfg.loss.l0 <= 0 and cfg.loss.l1 <= 0 and cfg.loss.l2 <= 0 and cfg.loss.l3 <= 0:
+        raise ConfigError("loss.l0, loss.l1, loss.l2, loss.l3: at least one weight must be > 0")
+    cf = cfg.model.cf_features
+    if cf not in ("lightgcn", "none") and not cf.endswith(".npy"):
+        raise ConfigError(
+            f"model.cf_features: {cf!r} is not allowed; "
+            "allowed values: lightgcn, none, a path ending in .npy"
+        )
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Split ``a.b=value``; the value is parsed as YAML (``3``, ``0.1``, ``true``, ``[5, 3]``)."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: expected key=value, e.g. train.steps=100")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Sequence[str] = ()) -> Config:
+    """The defaults, updated by the YAML file at ``path`` (if any), then by ``overrides``."""
+    cfg = Config()
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level")
+        for key, value in data.items():
+            _set(cfg, str(key), value)
+    for text in overrides:
+        key, value = parse_override(text)
+        _set(cfg, key, value)
+    _validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a Config from ``Config.to_dict()`` output (e.g. a run's saved config)."""
+    cfg = Config()
+    for key, value in data.items():
+        _set(cfg, str(key), value)
+    _validate(cfg)
+    return cfg

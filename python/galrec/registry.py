@@ -1,0 +1,235 @@
+"""Models by name: how ``galrec compare`` trains each one and ``galrec evaluate`` reopens it.
+
+Every model is a :class:`ModelSpec`: a ``train`` function that fits the model on a dataset's
+training split for one seed, writes a run directory and returns a :class:`TrainedModel` (a
+:class:`galrec.evaluate.Scorer` plus its training history), and an ``open`` function that turns
+such a run directory back into a scorer. Baselines (popularity, MF, LightGCN) are built in; the
+language-model family (GAL-Rec, its ablations, the text-only and ID-token LMs) is registered from
+``galrec.train`` (see :func:`register`), so a new model plugs into compare/evaluate by name.
+
+A baseline run directory holds ``run.json`` (model, dataset path, seed, config, timings),
+``history.jsonl`` (one record per epoch) and ``model.safetensors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from galrec.baselines import (
+    BaselineFit,
+    BPRConfig,
+    EmbeddingScorer,
+    LightGCNConfig,
+    PopularityScorer,
+    fit_lightgcn,
+    fit_mf,
+)
+from galrec.evaluate import Scorer, SplitDataset
+
+RUN_FILE = "run.json"
+HISTORY_FILE = "history.jsonl"
+WEIGHTS_FILE = "model.safetensors"
+
+
+@dataclass
+class TrainRequest:
+    """Everything one training run needs."""
+
+    dataset: SplitDataset
+    dataset_dir: Path | None
+    seed: int
+    run_dir: Path
+    config: dict[str, Any] = field(default_factory=dict)  # the model's YAML config, parsed
+    device: str = "auto"
+    progress: bool = False
+
+
+@dataclass
+class TrainedModel:
+    """A trained model ready to score, with what happened during training."""
+
+    scorer: Scorer
+    history: list[dict[str, float]]
+    train_seconds: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named model: ``kind`` is "baseline", "method" (GAL-Rec) or "ablation"."""
+
+    name: str
+    kind: str
+    description: str
+    train: Callable[[TrainRequest], TrainedModel]
+    open: Callable[[Path], Scorer]
+
+
+MODELS: dict[str, ModelSpec] = {}
+
+
+def register(spec: ModelSpec) -> None:
+    """Add (or replace) a model under ``spec.name``."""
+    if spec.kind not in ("baseline", "method", "ablation"):
+        raise ValueError(f"kind must be baseline, method or ablation, got {spec.kind!r}")
+    MODELS[spec.name] = spec
+
+
+def get_model(name: str) -> ModelSpec:
+    """The model called ``name``; the error lists the known names."""
+    _register_language_models()
+    if name not in MODELS:
+        raise KeyError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+    return MODELS[name]
+
+
+def known_models() -> list[str]:
+    _register_language_models()
+    return sorted(MODELS)
+
+
+def default_config(name: str) -> dict[str, Any]:
+    """The packaged ``configs/<name>.yaml`` as a dict (empty when the model has none)."""
+    path = resources.files("galrec") / "configs" / f"{name}.yaml"
+    if not path.is_file():
+        return {}
+    return load_yaml(path.read_text(), f"configs/{name}.yaml")
+
+
+def load_yaml(text: str, where: str) -> dict[str, Any]:
+    values = yaml.safe_load(text) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping of options, got {type(values).__name__}")
+    return values
+
+
+def open_run(run_dir: str | Path) -> tuple[Scorer, dict[str, Any]]:
+    """A scorer from a run directory written by a registered model, and its ``run.json``."""
+    run_dir = Path(run_dir)
+    meta_path = run_dir / RUN_FILE
+    if not meta_path.is_file():
+        raise FileNotFoundError(f"{run_dir}: no {RUN_FILE}; is this a galrec run directory?")
+    meta = json.loads(meta_path.read_text())
+    return get_model(meta["model"]).open(run_dir), meta
+
+
+def write_run(run_dir: Path, meta: dict[str, Any], history: list[dict[str, float]]) -> None:
+    """``run.json`` and ``history.jsonl`` of a run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    with (run_dir / HISTORY_FILE).open("w") as out:
+        for record in history:
+            out.write(json.dumps(record) + "\n")
+
+
+def read_history(run_dir: Path) -> list[dict[str, float]]:
+    path = run_dir / HISTORY_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _meta(name: str, request: TrainRequest, config: dict[str, Any], seconds: float) -> dict:
+    return {
+        "model": name,
+        "dataset": None if request.dataset_dir is None else str(request.dataset_dir),
+        "seed": request.seed,
+        "config": config,
+        "train_seconds": seconds,
+    }
+
+
+def _train_popularity(request: TrainRequest) -> TrainedModel:
+    start = time.perf_counter()
+    data = request.dataset
+    scorer = PopularityScorer.fit(data.train.items, data.num_items)
+    seconds = time.perf_counter() - start
+    write_run(request.run_dir, _meta("popularity", request, {}, seconds), [])
+    scorer.save(request.run_dir / WEIGHTS_FILE)
+    return TrainedModel(scorer=scorer, history=[], train_seconds=seconds)
+
+
+def _bpr_trainer(
+    name: str, config_type: type[BPRConfig], fit: Callable[..., BaselineFit]
+) -> Callable[[TrainRequest], TrainedModel]:
+    def train(request: TrainRequest) -> TrainedModel:
+        config = config_type.from_dict(
+            {**request.config, "seed": request.seed, "device": request.device}
+        )
+        data = request.dataset
+        result = fit(
+            data.train.users,
+            data.train.items,
+            data.num_users,
+            data.num_items,
+            config,
+            valid=(data.valid.users, data.valid.items),
+            progress=request.progress,
+        )
+        meta = _meta(name, request, dataclasses.asdict(config), result.seconds)
+        meta["best_epoch"] = result.best_epoch
+        write_run(request.run_dir, meta, result.history)
+        scorer = result.scorer()
+        scorer.save(request.run_dir / WEIGHTS_FILE)
+        return TrainedModel(
+            scorer=scorer,
+            history=result.history,
+            train_seconds=result.seconds,
+            info={"best_epoch": result.best_epoch},
+        )
+
+    return train
+
+
+def _open_embeddings(run_dir: Path) -> Scorer:
+    return EmbeddingScorer.load(run_dir / WEIGHTS_FILE)
+
+
+def _open_popularity(run_dir: Path) -> Scorer:
+    return PopularityScorer.load(run_dir / WEIGHTS_FILE)
+
+
+register(
+    ModelSpec(
+        "popularity",
+        "baseline",
+        "most-consumed training items for everyone",
+        _train_popularity,
+        _open_popularity,
+    )
+)
+register(
+    ModelSpec(
+        "mf",
+        "baseline",
+        "matrix factorisation, BPR loss",
+        _bpr_trainer("mf", BPRConfig, fit_mf),
+        _open_embeddings,
+    )
+)
+register(
+    ModelSpec(
+        "lightgcn",
+        "baseline",
+        "LightGCN, BPR loss, sparse propagation",
+        _bpr_trainer("lightgcn", LightGCNConfig, fit_lightgcn),
+        _open_embeddings,
+    )
+)
+
+
+def _register_language_models() -> None:
+    """Register GAL-Rec and the LM baselines when the training package provides them."""
+    try:
+        from galrec import lm_models  # noqa: F401  (registers on import)
+    except ImportError:
+        return

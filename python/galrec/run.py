@@ -1,0 +1,263 @@
+"""A run: its dataset, training graph, model and prompt views, rebuilt the same way for training,
+evaluation, ``galrec recommend`` and ``galrec export``.
+
+A run directory holds ``config.yaml`` (the resolved config), ``dataset/`` (when the data was
+generated), ``features.npy`` (the external embeddings' input ``[t_v ; c_v]``), checkpoints
+(``last/``, ``best/``), ``metrics.jsonl`` and ``result.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from galrec.backbone import Backbone, load_backbone
+from galrec.config import Config, DataConfig, config_from_dict
+from galrec.external import (
+    ExternalEmbeddings,
+    cached_text_features,
+    collaborative_features,
+    node_features,
+    user_mean_features,
+)
+from galrec.model import GalRecModel
+from galrec.pipeline import ViewBuilder
+
+
+def load_dataset(cfg: DataConfig, out_dir: Path, write: bool) -> Any:
+    """The run's PreparedDataset: loaded, or generated (and saved in ``out_dir/dataset``)."""
+    from galrec.data.prepared import PreparedDataset
+
+    saved = out_dir / "dataset"
+    if saved.is_dir():
+        return PreparedDataset.load(saved)
+    if cfg.dataset == "semantic_gap":
+        from galrec.data.semantic_gap import SemanticGapConfig, generate_semantic_gap
+
+        try:
+            gen_cfg = SemanticGapConfig(**cfg.generator)
+        except TypeError as err:
+            raise ValueError(f"data.generator: {err}") from err
+        data = generate_semantic_gap(gen_cfg)
+        if write:
+            data.save(saved, overwrite=True)
+        return data
+    path = Path(cfg.dataset)
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"data.dataset: {cfg.dataset!r} is neither 'semantic_gap' nor the directory "
+            "of a prepared dataset"
+        )
+    return PreparedDataset.load(path)
+
+
+@dataclass
+class Run:
+    """Everything built from a config, shared by training and the inference commands."""
+
+    cfg: Config
+    out_dir: Path
+    dataset: Any
+    graph: Any
+    model: GalRecModel
+    views: ViewBuilder
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------ inference
+    @torch.no_grad()
+    def user_states(self, users: np.ndarray, chunk: int = 64) -> torch.Tensor:
+        """Pooled states h of users' hop-1 prompts (all training edges), [len(users), H]."""
+        was = self.model.training
+        self.model.eval()
+        out = []
+        for start in range(0, len(users), chunk):
+            tokens = self.views.tokens(
+                "user", users[start : start + chunk], hop=1, device=self.device
+            )
+            with self._autocast():
+                h, _, _ = self.model(**tokens)
+            out.append(h.float())
+        self.model.train(was)
+        return torch.cat(out) if out else torch.zeros(0, self.model.backbone.hidden_size)
+
+    @torch.no_grad()
+    def representations(
+        self, side: str, nodes: np.ndarray, hop: int = 0, chunk: int = 64
+    ) -> torch.Tensor:
+        """Unit representations z of nodes' hop-``hop`` prompts, [len(nodes), head_dim]."""
+        was = self.model.training
+        self.model.eval()
+        out = []
+        for start in range(0, len(nodes), chunk):
+            tokens = self.views.tokens(
+                side, nodes[start : start + chunk], hop=hop, device=self.device
+            )
+            with self._autocast():
+                _, z, _ = self.model(**tokens)
+            out.append(z.float())
+        self.model.train(was)
+        return torch.cat(out)
+
+    def _autocast(self) -> Any:
+        dev = self.device
+        return torch.autocast(
+            device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"
+        )
+
+    def scorer(self) -> LMScorer:
+        """A Scorer (galrec.evaluate protocol) over all items, item side computed once."""
+        return LMScorer(self)
+
+    def evaluate(
+        self, split: str, ks: Sequence[int], scorer: LMScorer | None = None
+    ) -> dict[str, float]:
+        """Full-ranking Recall/NDCG/HR/MRR@ks on ``split`` (training items masked).
+
+        Pass one ``scorer`` to several calls on unchanged weights to encode each user once.
+        """
+        from galrec.evaluate import evaluate
+
+        scorer = scorer or self.scorer()
+        return evaluate(scorer, self.dataset, split=split, ks=ks, device=self.device).metrics
+
+    @torch.no_grad()
+    def twin_metrics(self, scorer: LMScorer | None = None) -> dict[str, float]:
+        """How well the model tells twins apart (generated data with ground truth only).
+
+        ``twin_acc``: over test interactions whose item has twins, the share where the held-out
+        item outscores every one of its twins for that user; chance is 1 / twins per group.
+        """
+        truth = getattr(self.dataset, "ground_truth", None)
+        if truth is None or len(truth.twin_groups) == 0:
+            return {}
+        groups = np.asarray(truth.twin_groups)
+        group_of = np.full(self.dataset.num_items, -1, dtype=np.int64)
+        for g, members in enumerate(groups):
+            group_of[members] = g
+        test_users = np.asarray(self.dataset.test.users)
+        test_items = np.asarray(self.dataset.test.items)
+        keep = group_of[test_items] >= 0
+        users, items = test_users[keep], test_items[keep]
+        if len(users) == 0:
+            return {}
+        scorer = scorer or self.scorer()
+        scores = scorer.score_users(torch.as_tensor(users, device=self.device)).float().cpu()
+        members = torch.as_tensor(groups[group_of[items]])  # [n, twins]
+        twin_scores = scores.gather(1, members)
+        target = scores[torch.arange(len(items)), torch.as_tensor(items)]
+        others = twin_scores.masked_fill(members == torch.as_tensor(items)[:, None], -torch.inf)
+        correct = (target > others.max(1).values).float()
+        return {
+            "twin_acc": float(correct.mean()),
+            "twin_n": float(len(items)),
+            "twin_chance": 1.0 / groups.shape[1],
+        }
+
+
+class LMScorer:
+    """``score(u, i) = <W h_u, E_i>`` from users' hop-1 prompts (galrec.evaluate's Scorer).
+
+    A snapshot of the current weights: the item side is computed once, each user's prompt is
+    encoded once and kept (so valid, test and twin metrics share the work).
+    """
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        self.num_items = int(run.dataset.num_items)
+        with torch.no_grad():
+            self.items = run.model.external.item_matrix().float()
+        self._user_vectors: dict[int, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def score_users(self, users: torch.Tensor) -> torch.Tensor:
+        """Scores [len(users), num_items] for a 1-D tensor of user ids."""
+        ids = users.cpu().tolist()
+        missing = sorted({u for u in ids if u not in self._user_vectors})
+        if missing:
+            h = self.run.user_states(np.asarray(missing, dtype=np.int64))
+            vectors = self.run.model.scorer.proj(h).float()
+            self._user_vectors.update(zip(missing, vectors, strict=True))
+        stacked = torch.stack([self._user_vectors[u] for u in ids])
+        return (stacked @ self.items.T).to(users.device)
+
+
+def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple[GalRecModel, Path]:
+    """The model for ``cfg`` and the path of its tokenizer.json.
+
+    ``work_dir/features.npy`` keeps ``[t_v ; c_v]``; when missing it is computed (text
+    features through the frozen backbone, CF features from LightGCN or a ``.npy``) and, with
+    ``write``, saved atomically.
+    """
+    features_file = work_dir / "features.npy"
+    loaded = load_backbone(cfg.model, dataset.item_texts, work_dir, seed=cfg.train.seed)
+    if features_file.is_file():
+        feats = torch.from_numpy(np.load(features_file, allow_pickle=False))
+    else:
+        cache = work_dir.parent / ".galrec-cache"  # shared by the runs beside this one
+        item_text = cached_text_features(
+            loaded.model, loaded.name, loaded.tokenizer_json, dataset.item_texts, cache
+        )
+        train = dataset.train
+        user_text = user_mean_features(
+            item_text, np.asarray(train.users), np.asarray(train.items), dataset.num_users
+        )
+        blocks = [np.concatenate([user_text, item_text])]
+        cf = collaborative_features(cfg.model, dataset, cfg.train.seed, cache)
+        if cf is not None:
+            blocks.append(cf)
+        feats = node_features(blocks)
+        if write:
+            work_dir.mkdir(parents=True, exist_ok=True)
+            tmp = work_dir / "features.tmp.npy"
+            np.save(tmp, feats.numpy(), allow_pickle=False)
+            tmp.replace(features_file)
+    torch.manual_seed(cfg.train.seed)  # trainable init must not depend on what came from caches
+    backbone = Backbone(loaded, cfg.model)
+    external = ExternalEmbeddings(
+        feats, dataset.num_users, backbone.hidden_size, cfg.model.projector, cfg.model.id_residual
+    )
+    return GalRecModel(
+        backbone, external, cfg.model.head_dim, cfg.model.id_tokens
+    ), loaded.tokenizer_json
+
+
+def build_run(cfg: Config, out_dir: Path, write: bool = True) -> Run:
+    """Dataset, graph, model and views for ``cfg``; the resolved config is saved in ``out_dir``."""
+    out_dir = Path(out_dir)
+    if write:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(out_dir / "config.yaml")
+    dataset = load_dataset(cfg.data, out_dir, write)
+    graph = dataset.train_graph()
+    model, tokenizer_json = build_model(cfg, dataset, out_dir, write)
+    views = ViewBuilder(dataset, graph, tokenizer_json, cfg.prompts, seed=cfg.train.seed)
+    return Run(cfg, out_dir, dataset, graph, model, views)
+
+
+def open_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
+    """Rebuild a finished run from its directory and load its ``best`` (or ``last``) weights."""
+    import yaml
+
+    from galrec.checkpoint import load_checkpoint
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise FileNotFoundError(f"{run_dir} is not a galrec run directory (no config.yaml)")
+    cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    chosen = run_dir / checkpoint
+    if not chosen.is_dir():
+        chosen = run_dir / "last"
+    if not chosen.is_dir():
+        raise FileNotFoundError(f"{run_dir} has no checkpoint (best/ or last/)")
+    run = build_run(cfg, run_dir, write=False)
+    tensors, _ = load_checkpoint(chosen)
+    run.model.load_trainable(tensors["trainable"])
+    return run

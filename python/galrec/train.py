@@ -1,0 +1,416 @@
+"""The GAL-Rec training loop: AdamW, warm-up + cosine, accumulation, clipping, momentum queue,
+validation with early stopping, atomic checkpoints, exact resume and DDP.
+
+Every batch is a pure function of (seed, batch index, rank), and the checkpoint holds the
+weights, momentum shadow, queues, optimizer, scheduler and RNG state, so ``resume=True`` after a
+kill continues exactly where the uninterrupted run would have been. Under ``torchrun`` each rank
+samples its own seeds, gradients are averaged by DistributedDataParallel, momentum keys are
+gathered so every rank keeps the same queues, and only rank 0 logs and writes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from galrec.checkpoint import (
+    load_checkpoint,
+    optimizer_from_tensors,
+    optimizer_to_tensors,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from galrec.config import Config
+from galrec.momentum import MomentumEncoder
+from galrec.objective import BatchIds, enqueue_keys, objective, plan_views
+from galrec.pipeline import BatchSource, Prefetcher, Tokens, TrainBatch, concat_views
+from galrec.queue import TypedQueues
+from galrec.run import Run, build_run
+
+
+@dataclass
+class DistInfo:
+    """Rank and world size (1 process unless started by torchrun)."""
+
+    rank: int = 0
+    world_size: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group torchrun describes in the environment (gloo on CPU, NCCL on GPU)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size())
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, numpy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` is CUDA when available, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up to 1 over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+@dataclass
+class TrainResult:
+    """What a finished run reports (also written to ``result.json``)."""
+
+    out_dir: Path
+    steps: int
+    best_step: int
+    best_metric: float
+    valid: dict[str, float]
+    test: dict[str, float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    """Owns the model, optimizer, queues and momentum encoder of one run."""
+
+    def __init__(self, cfg: Config, out_dir: str | Path | None = None) -> None:
+        self.cfg = cfg
+        self.out_dir = Path(out_dir or cfg.out_dir)
+        self.device = resolve_device(cfg.train.device)
+        if cfg.train.threads > 0:
+            torch.set_num_threads(cfg.train.threads)
+        self.dist = init_distributed(self.device)
+        if self.device.type == "cuda" and self.dist.world_size > 1:
+            self.device = torch.device("cuda", self.dist.rank % torch.cuda.device_count())
+        seed_everything(cfg.train.seed)
+        self.plan = plan_views(cfg.loss)
+        self.run: Run = build_run(cfg, self.out_dir, write=self.dist.is_main)
+        self.model = self.run.model.to(self.device)
+        self.model.freeze_unused(cfg.loss)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=cfg.train.lr, weight_decay=cfg.train.weight_decay
+        )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda s: lr_factor(s, cfg.train.warmup_steps, cfg.train.steps),
+        )
+        self.momentum = MomentumEncoder(self.model, cfg.loss.momentum)
+        self.queues = (
+            TypedQueues(cfg.loss.queue_size, cfg.model.head_dim).to(self.device)
+            if cfg.loss.queue
+            else None
+        )
+        self.online: torch.nn.Module = self.model
+        if self.dist.world_size > 1:
+            self.online = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
+            )
+        self.source = BatchSource(self.run, self.plan, rank=self.dist.rank)
+        self.step = 0
+        self.best_metric = -math.inf
+        self.best_step = -1
+        self.stale_validations = 0
+        self.history: list[dict[str, Any]] = []
+
+    # ------------------------------------------------------------------ one step
+    def _autocast(self) -> Any:
+        enabled = self.device.type == "cuda"
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def _micro_step(self, batch: TrainBatch, scale: float, sync: bool) -> dict[str, float]:
+        views = {
+            name: {k: v.to(self.device) for k, v in t.items()} for name, t in batch.views.items()
+        }
+        ids = BatchIds(
+            *(t.to(self.device) for t in (batch.ids.users, batch.ids.targets, batch.ids.items))
+        )
+        score_rows = views["user1"]["input_ids"].shape[0] if self.cfg.loss.l0 > 0 else 0
+        with self._autocast():
+            online = self._encode_online(views, score_rows)
+            scores = online.pop("scores", None)
+            keys = {
+                v: self.momentum.forward(self.model, **views[v])[1].float() for v in self.plan.keys
+            }
+            loss, terms = objective(
+                self.cfg.loss, self.plan, online, keys, ids, self.queues, scores
+            )
+        if sync or not isinstance(self.online, torch.nn.parallel.DistributedDataParallel):
+            (loss * scale).backward()
+        else:
+            with self.online.no_sync():
+                (loss * scale).backward()
+        if self.queues is not None and keys:
+            enqueue_keys(self.queues, *self._gathered(keys, ids))
+        out = {name: float(value) for name, value in terms.items()}
+        out["loss"] = float(loss.detach())
+        return out
+
+    def _encode_online(self, views: dict[str, Tokens], score_rows: int) -> dict[str, Any]:
+        """(h, z) of every online view, plus "scores" (L0) of the user1 view.
+
+        One process: one forward per view (no padding to the longest view). Under DDP: one
+        forward over all views, because DDP expects one forward per backward.
+        """
+        out: dict[str, Any] = {}
+        if isinstance(self.online, torch.nn.parallel.DistributedDataParallel):
+            tokens, sizes = concat_views([views[v] for v in self.plan.online])
+            h, z, scores = self.online(**tokens, score_rows=score_rows)
+            for name, hv, zv in zip(self.plan.online, h.split(sizes), z.split(sizes), strict=True):
+                out[name] = (hv.float(), zv.float())
+        else:
+            scores = None
+            for name in self.plan.online:
+                rows = score_rows if name == "user1" else 0
+                h, z, view_scores = self.online(**views[name], score_rows=rows)
+                out[name] = (h.float(), z.float())
+                scores = view_scores if view_scores is not None else scores
+        if scores is not None:
+            out["scores"] = scores.float()
+        return out
+
+    def train_step(self, next_batch: Callable[[], tuple[TrainBatch, float]]) -> dict[str, float]:
+        """One optimizer step over ``grad_accum`` micro-batches from ``next_batch()``, which
+        returns (batch, seconds waited for it). Returns the mean loss terms, the gradient norm,
+        the prompts and tokens seen and the time spent waiting for data (``data_wait_s``)."""
+        accum = self.cfg.train.grad_accum
+        stats: dict[str, float] = {"prompts": 0, "tokens": 0, "data_wait_s": 0.0}
+        self.model.train()
+        for micro in range(accum):
+            batch, waited = next_batch()
+            stats["data_wait_s"] += waited
+            terms = self._micro_step(batch, 1.0 / accum, sync=micro == accum - 1)
+            for name, value in terms.items():
+                stats[name] = stats.get(name, 0.0) + value / accum
+            stats["prompts"] += batch.prompts
+            stats["tokens"] += batch.tokens
+        stats["grad_norm"] = float(
+            torch.nn.utils.clip_grad_norm_(self.params, self.cfg.train.clip_norm)
+        )
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.momentum.update(self.model)
+        self.step += 1
+        return stats
+
+    def _gathered(
+        self, keys: dict[str, torch.Tensor], ids: BatchIds
+    ) -> tuple[dict[str, torch.Tensor], BatchIds]:
+        """All ranks' keys and ids (so every rank's queues stay identical)."""
+        if self.dist.world_size == 1:
+            return keys, ids
+
+        def gather(t: torch.Tensor) -> torch.Tensor:
+            parts = [torch.empty_like(t) for _ in range(self.dist.world_size)]
+            dist.all_gather(parts, t.contiguous())
+            return torch.cat(parts)
+
+        gathered = {name: gather(z) for name, z in keys.items()}
+        return gathered, BatchIds(gather(ids.users), gather(ids.targets), gather(ids.items))
+
+    # ------------------------------------------------------------------ the loop
+    def fit(self, resume: bool = False) -> TrainResult:
+        """Train to ``train.steps`` (or early stop), validating and checkpointing on the way."""
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg.train
+        if resume and (self.out_dir / "last").is_dir():
+            self.load(self.out_dir / "last")
+        logger = MetricsLogger(self.out_dir, self.dist.is_main, self.step if resume else None)
+        accum = cfg.grad_accum
+        prefetch = Prefetcher(self.source, self.step * accum, cfg.steps * accum)
+        bar = tqdm(
+            total=cfg.steps, initial=self.step, desc=self.cfg.name, unit="step", dynamic_ncols=True,
+            disable=not (cfg.progress and self.dist.is_main),
+        )  # fmt: skip
+        wait_total = compute_total = 0.0
+        stop = False
+        try:
+            batches = iter(prefetch)
+            while self.step < cfg.steps and not stop:
+                started = time.perf_counter()
+                stats = self.train_step(lambda: next(batches)[1:])
+                elapsed = time.perf_counter() - started
+                wait = stats.pop("data_wait_s")
+                wait_total += wait
+                compute_total += elapsed
+                world = self.dist.world_size
+                record = {
+                    "step": self.step, "lr": self.scheduler.get_last_lr()[0],
+                    "prompts_per_s": stats.pop("prompts") * world / elapsed,
+                    "tokens_per_s": stats.pop("tokens") * world / elapsed,
+                    "data_wait_share": wait / elapsed,
+                    "data_wait_share_total": wait_total / compute_total, **stats,
+                }  # fmt: skip
+                if self.queues is not None:
+                    record["queue_fill_user"] = self.queues.user.filled / self.queues.user.size
+                    record["queue_fill_item"] = self.queues.item.filled / self.queues.item.size
+                if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                    logger.log(record)
+                bar.update(1)
+                bar.set_postfix(
+                    loss=f"{stats['loss']:.3f}", wait=f"{wait_total / compute_total:.1%}"
+                )
+                if cfg.eval_every > 0 and (
+                    self.step % cfg.eval_every == 0 or self.step == cfg.steps
+                ):
+                    stop = self._validate(logger)
+                if self.dist.is_main and (
+                    self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps or stop
+                ):
+                    self.save(self.out_dir / "last")
+        finally:
+            prefetch.close()
+            bar.close()
+        return self._finish(logger)
+
+    def _validate(self, logger: MetricsLogger) -> bool:
+        """Validate; keep the best checkpoint; True when early stopping says stop."""
+        metrics = self.run.evaluate(split="valid", ks=(self.cfg.train.eval_k,))
+        key = f"ndcg@{self.cfg.train.eval_k}"
+        record = {"step": self.step, **{f"valid/{k}": v for k, v in metrics.items()}}
+        self.history.append(record)
+        logger.log(record)
+        if metrics[key] > self.best_metric:
+            self.best_metric, self.best_step, self.stale_validations = metrics[key], self.step, 0
+            if self.dist.is_main:
+                self.save(self.out_dir / "best")
+            return False
+        self.stale_validations += 1
+        patience = self.cfg.train.patience
+        return patience > 0 and self.stale_validations >= patience
+
+    def _finish(self, logger: MetricsLogger) -> TrainResult:
+        if (self.out_dir / "best").is_dir() and self.best_step != self.step:
+            self.load(self.out_dir / "best", weights_only=True)
+        ks = (5, 10, 20)
+        scorer = self.run.scorer()
+        valid = self.run.evaluate(split="valid", ks=ks, scorer=scorer)
+        test = self.run.evaluate(split="test", ks=ks, scorer=scorer)
+        test.update(self.run.twin_metrics(scorer))
+        result = TrainResult(
+            self.out_dir, self.step, self.best_step, self.best_metric, valid, test, self.history
+        )
+        if self.dist.is_main:
+            logger.log({"step": self.step, **{f"test/{k}": v for k, v in test.items()}})
+            summary = {
+                "name": self.cfg.name, "steps": self.step, "best_step": self.best_step,
+                "best_metric": self.best_metric, "valid": valid, "test": test,
+            }  # fmt: skip
+            (self.out_dir / "result.json").write_text(json.dumps(summary, indent=1))
+        logger.close()
+        return result
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self, directory: Path) -> None:
+        """Everything needed to continue exactly: weights, momentum, queues, optimizer, RNG."""
+        opt_tensors, opt_meta = optimizer_to_tensors(self.optimizer)
+        rng_tensors, rng_meta = rng_state()
+        tensors = {
+            "trainable": self.model.trainable_state(),
+            "momentum": self.momentum.state_dict(),
+            "optimizer": opt_tensors,
+            "rng": rng_tensors,
+        }
+        if self.queues is not None:
+            tensors["queues"] = self.queues.state_dict()
+        state = {
+            "step": self.step, "scheduler": self.scheduler.state_dict(), "optimizer": opt_meta,
+            "rng": rng_meta, "best_metric": self.best_metric, "best_step": self.best_step,
+            "stale_validations": self.stale_validations, "history": self.history,
+            "config": self.cfg.to_dict(),
+        }  # fmt: skip
+        save_checkpoint(directory, tensors, state, adapter=self.model.backbone.model)
+
+    def load(self, directory: Path, weights_only: bool = False) -> None:
+        """Restore a checkpoint (only the trainable weights with ``weights_only``)."""
+        tensors, state = load_checkpoint(directory)
+        self.model.load_trainable(tensors["trainable"])
+        if weights_only:
+            return
+        self.momentum.load_state_dict(
+            {k: v.to(self.device) for k, v in tensors["momentum"].items()}
+        )
+        if self.queues is not None:
+            self.queues.load_state_dict(tensors["queues"])
+        optimizer_from_tensors(self.optimizer, tensors["optimizer"], state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        set_rng_state(tensors["rng"], state["rng"])
+        self.step = int(state["step"])
+        self.best_metric = float(state["best_metric"])
+        self.best_step = int(state["best_step"])
+        self.stale_validations = int(state["stale_validations"])
+        self.history = list(state["history"])
+
+
+class MetricsLogger:
+    """Per-step records to ``metrics.jsonl`` and, when installed, TensorBoard (rank 0 only)."""
+
+    def __init__(self, out_dir: Path, enabled: bool, resumed_step: int | None) -> None:
+        """``resumed_step``: keep the records up to this step (a resumed run), else start anew."""
+        self.file = None
+        self.tb = None
+        if not enabled:
+            return
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / "metrics.jsonl"
+        kept = []
+        if resumed_step is not None and path.is_file():
+            kept = [line for line in path.open() if json.loads(line)["step"] <= resumed_step]
+        self.file = open(path, "w")  # noqa: SIM115
+        self.file.writelines(kept)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
+        except ImportError:  # tensorboard is optional
+            self.tb = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.file is None:
+            return
+        self.file.write(json.dumps(record) + "\n")
+        self.file.flush()
+        if self.tb is not None:
+            for key, value in record.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.tb.add_scalar(key, value, record["step"])
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.tb is not None:
+            self.tb.close()
+
+
+def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False) -> TrainResult:
+    """Train one configuration; the resolved config is saved in the run directory."""
+    return Trainer(cfg, out_dir).fit(resume=resume)

@@ -1,0 +1,154 @@
+"""compare: training over seeds, the Markdown table, the paired test, run directories."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from galrec.compare import Comparison, ModelRun, paired_test, run_compare, write_report
+from galrec.evaluate import EvalResult
+from galrec.registry import get_model, known_models, open_run
+from synthetic_graph import community_graph, single_thread
+
+TINY = {"epochs": 15, "lr": 0.01, "batch_size": 256, "eval_every": 5, "patience": 2, "dim": 16}
+
+
+def fixed_run(model: str, seed: int, values: list[float]) -> ModelRun:
+    """A run whose per-user NDCG@10 (and every other metric) is ``values``."""
+    per_user = {
+        f"{metric}@{k}": np.array(values)
+        for metric in ("recall", "ndcg", "hr", "mrr")
+        for k in (5, 10, 20)
+    }
+    result = EvalResult(
+        mode="full",
+        split="test",
+        ks=(5, 10, 20),
+        users=np.arange(len(values)),
+        per_user=per_user,
+        num_items=50,
+    )
+    return ModelRun(model=model, seed=seed, result=result, history=[], train_seconds=1.0)
+
+
+@pytest.fixture(scope="module")
+def comparison(tmp_path_factory):
+    graph = community_graph(num_users=200, num_items=80, seed=1)
+    out = tmp_path_factory.mktemp("compare")
+    with single_thread():
+        result = run_compare(
+            graph,
+            ["popularity", "mf", "lightgcn"],
+            seeds=[0, 1],
+            out_dir=out,
+            dataset_name="community",
+            configs={"mf": TINY, "lightgcn": {**TINY, "num_layers": 2}},
+            device="cpu",
+            log=lambda _: None,
+        )
+    return graph, out, result
+
+
+def test_table_marks_the_best_mean_of_each_column() -> None:
+    runs = [
+        fixed_run("a", 0, [1.0, 0.0]),
+        fixed_run("a", 1, [1.0, 1.0]),
+        fixed_run("b", 0, [0.0, 0.0]),
+        fixed_run("b", 1, [0.5, 0.5]),
+    ]
+    table = Comparison(dataset="d", runs=runs, seeds=[0, 1]).table()
+    lines = table.splitlines()
+    assert lines[0].startswith("| model | Recall@5 | NDCG@5 | HR@5 | MRR@5 | Recall@10")
+    # a: seed means 0.5 and 1.0 -> 0.75 ± 0.3536; b: 0.0 and 0.5 -> 0.25 ± 0.3536.
+    assert lines[2].split(" | ")[1] == "**0.7500 ± 0.3536**"
+    assert lines[3].split(" | ")[1] == "0.2500 ± 0.3536"
+    assert lines[2].count("**") == 2 * 12 and "**" not in lines[3]
+
+
+def test_sampled_columns_are_labelled() -> None:
+    run = fixed_run("a", 0, [1.0])
+    run.result.mode = "sampled"
+    assert "NDCG@10 (sampled)" in Comparison(dataset="d", runs=[run], seeds=[0]).table()
+
+
+def test_paired_test_detects_a_real_difference_and_not_a_null_one() -> None:
+    rng = np.random.default_rng(0)
+    base = rng.random(300)
+    lift = 0.06 + rng.normal(0, 0.02, 300)
+    better = [
+        fixed_run("m", 0, list(base + lift - 0.01)),
+        fixed_run("m", 1, list(base + lift + 0.01)),
+    ]
+    same = [fixed_run("b", 0, list(base))]
+    test = paired_test(better, same, "ndcg@10")
+    assert test.t_pvalue < 1e-6 and test.wilcoxon_pvalue < 1e-6
+    assert test.model_mean == pytest.approx((base + lift).mean())
+    null = paired_test(same, same, "ndcg@10")
+    assert null.t_pvalue == 1.0 and null.wilcoxon_pvalue == 1.0
+    other_users = fixed_run("c", 0, [0.1] * 299)
+    with pytest.raises(ValueError, match="different users"):
+        paired_test(better, [other_users], "ndcg@10")
+
+
+def test_compare_trains_every_model_and_seed(comparison) -> None:
+    graph, out, result = comparison
+    assert result.models == ["popularity", "mf", "lightgcn"]
+    assert [(r.model, r.seed) for r in result.runs][:3] == [
+        ("popularity", 0),
+        ("popularity", 1),
+        ("mf", 0),
+    ]
+    summary = result.summary()
+    assert summary["lightgcn"]["ndcg@10"][0] > summary["popularity"]["ndcg@10"][0]
+    assert summary["popularity"]["ndcg@10"][1] == 0.0  # deterministic model, same on every seed
+    # The best baseline is tested against the best model; the models differ for sure.
+    test = result.significance()
+    assert test is not None and test.model in ("mf", "lightgcn")
+    assert test.baseline != test.model
+    # Per-user results are on disk for later tests.
+    saved = EvalResult.load(out / "runs" / "mf" / "seed1" / "eval_test")
+    np.testing.assert_array_equal(
+        saved.per_user["ndcg@10"], result.runs_of("mf")[1].result.per_user["ndcg@10"]
+    )
+    assert len(saved.users) == graph.num_users
+    # Embedding models get alignment/uniformity, popularity has no representations.
+    assert result.runs_of("popularity")[0].geometry is None
+    geometry = result.runs_of("lightgcn")[0].geometry
+    assert geometry is not None and 0 <= geometry.alignment <= 4 and geometry.uniformity < 0
+
+
+def test_run_directories_reopen_to_the_same_scores(comparison) -> None:
+    _, out, result = comparison
+    for model in ("popularity", "mf", "lightgcn"):
+        scorer, meta = open_run(out / "runs" / model / "seed0")
+        assert meta["model"] == model and meta["seed"] == 0
+        users = torch.arange(10)
+        original = result.runs_of(model)[0]
+        reopened = scorer.score_users(users)
+        assert reopened.shape == (10, 80)
+        if model != "popularity":
+            assert meta["config"]["dim"] == 16
+        assert original.run_dir == out / "runs" / model / "seed0"
+    history = (out / "runs" / "mf" / "seed0" / "history.jsonl").read_text().splitlines()
+    assert json.loads(history[0])["epoch"] == 1
+
+
+def test_report_is_written(comparison) -> None:
+    _, out, result = comparison
+    path = write_report(result, out, command="galrec compare ...")
+    text = path.read_text()
+    assert "| model | Recall@5" in text and "**" in text
+    assert "Significance:" in text and "Wilcoxon" in text
+    assert "full ranking over 80 items" in text
+    assert "galrec compare ..." in text
+    data = json.loads((out / "results.json").read_text())
+    assert set(data["summary"]) == {"popularity", "mf", "lightgcn"}
+    assert (out / "ndcg_at_10.png").is_file()
+
+
+def test_unknown_model_lists_the_known_ones() -> None:
+    with pytest.raises(KeyError, match="lightgcn"):
+        get_model("no_such_model")
+    assert {"popularity", "mf", "lightgcn"} <= set(known_models())

@@ -1,0 +1,71 @@
+"""Config: YAML + dotted overrides; errors name the key and the allowed keys or values."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import pytest
+from galrec.config import Config, ConfigError, config_from_dict, load_config
+
+
+def test_defaults_follow_method():
+    cfg = load_config()
+    assert cfg.loss.temperature == 0.07 and cfg.loss.momentum == 0.995
+    assert cfg.loss.queue_size == 4096 and cfg.prompts.fanouts == [10, 10]
+
+
+def test_yaml_then_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  steps: 50\nloss:\n  l1: 0.0\n")
+    cfg = load_config(path, ["train.steps=7", "prompts.fanouts=[5, 3]", "loss.temperature=1"])
+    assert cfg.train.steps == 7 and cfg.loss.l1 == 0.0
+    assert cfg.prompts.fanouts == [5, 3]
+    assert isinstance(cfg.loss.temperature, float)
+
+
+def test_unknown_key_names_key_and_allowed():
+    with pytest.raises(ConfigError, match=r"unknown key 'train.stepz'.*allowed: .*train.steps"):
+        load_config(overrides=["train.stepz=3"])
+    with pytest.raises(ConfigError, match=r"unknown key 'nope'.*allowed: name, out_dir"):
+        load_config(overrides=["nope=1"])
+
+
+def test_bad_choice_names_allowed_values():
+    with pytest.raises(
+        ConfigError, match=r"model.projector: 'conv' is not allowed; allowed values: linear, mlp"
+    ):
+        load_config(overrides=["model.projector=conv"])
+    with pytest.raises(ConfigError, match=r"prompts.strategy.*uniform, recent, weighted"):
+        load_config(overrides=["prompts.strategy=random"])
+
+
+def test_bad_types_and_ranges():
+    with pytest.raises(ConfigError, match=r"train\.steps: expected an integer"):
+        load_config(overrides=["train.steps=many"])
+    with pytest.raises(ConfigError, match=r"loss\.queue: expected true or false"):
+        load_config(overrides=["loss.queue=3"])
+    with pytest.raises(ConfigError, match=r"loss.momentum: must be in \[0, 1\)"):
+        load_config(overrides=["loss.momentum=1.5"])
+    with pytest.raises(ConfigError, match=r"prompts\.fanouts: expected two"):
+        load_config(overrides=["prompts.fanouts=[5]"])
+    with pytest.raises(ConfigError, match=r"model\.cf_features"):
+        load_config(overrides=["model.cf_features=graph"])
+    with pytest.raises(ConfigError, match="expected key=value"):
+        load_config(overrides=["train.steps"])
+
+
+def test_round_trip_through_dict_and_yaml(tmp_path):
+    cfg = load_config(overrides=["train.seed=3", "model.backbone=tiny-bert"])
+    assert config_from_dict(cfg.to_dict()) == cfg
+    cfg.save(tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+    assert Config() != cfg
+
+
+@pytest.mark.parametrize(
+    "name", ["gal_rec", "text_lm", "id_lm", "no_l1", "no_l2", "no_l3", "no_queue", "no_hop2"]
+)
+def test_bundled_configs_load(name):
+    path = resources.files("galrec") / "configs" / f"{name}.yaml"
+    cfg = load_config(str(path))
+    assert cfg.name == name
