@@ -169,8 +169,11 @@ def test_sample_numpy(benchmark, scipy_csr, seed_batches, throughput):
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_sample_dgl(benchmark, edges, seed_batches, throughput, threads):
-    dgl = pytest.importorskip("dgl", reason="DGL does not install/import here")
-    import torch
+    try:  # DGL 2.1 wheels fail to import against newer torch (missing graphbolt library)
+        import dgl
+        import torch
+    except Exception as err:
+        pytest.skip(f"DGL is not usable here: {err!r}")
 
     users, items = edges
     torch.set_num_threads(threads)

@@ -360,7 +360,8 @@ def test_concurrent_python_threads(medium):
         ({"exclude": ([0, 1], [0])}, ValueError, "exclude: users has 2 entries but items has 1"),
         ({"exclude": ([0], [50])}, ValueError, "exclude items: item id 50 at index 0"),
         ({"num_threads": 0}, ValueError, "num_threads: must be between 1"),
-        ({"seed": -1}, OverflowError, ""),
+        ({"seed": -1}, ValueError, r"seed: must be an integer in \[0, 2\*\*64\), got -1"),
+        ({"epoch": 2**64}, ValueError, "epoch: must be an integer in"),
     ],
 )
 def test_bad_requests_name_the_problem(small, kwargs, error, message):
@@ -377,3 +378,28 @@ def test_strategies_need_their_attributes():
         graph.sample([0], strategy="recent")
     with pytest.raises(ValueError, match="'weighted' needs a graph built with weights"):
         graph.sample([0], strategy="weighted")
+
+
+def _sample_in_child(graph: BipartiteGraph, queue) -> None:
+    hops = graph.sample(np.arange(graph.num_users), fanouts=(10, 10))
+    rebuilt = BipartiteGraph.from_edges(np.arange(100_000) % 700, np.arange(100_000) % 300)
+    queue.put((sum(nodes.size for _, nodes in hops), rebuilt.num_edges))
+
+
+def test_works_in_forked_worker_processes(medium):
+    """Worker processes forked after the parent used its thread pools (as DataLoader workers
+    are) start their own pools instead of waiting on threads that do not exist there."""
+    import multiprocessing
+
+    medium.sample(np.arange(medium.num_users), num_threads=2)  # parent pools exist
+    expected = sum(nodes.size for _, nodes in medium.sample(np.arange(medium.num_users)))
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_sample_in_child, args=(medium, queue))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("sampling in a forked child hung")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == (expected, 2100)

@@ -39,7 +39,8 @@ class BipartiteGraph:
 
         Counts default to the largest id plus one. ``dedupe`` keeps the earliest of repeated
         (user, item) pairs. Timestamps are integer or float (no NaN); weights must be
-        positive and finite. ``num_threads`` picks a pool size (default: one per core).
+        positive and finite. ``num_threads``: pool size (default ``RAYON_NUM_THREADS`` or one
+        per core; 1 runs on the calling thread); pools are re-created in forked children.
         """
     @staticmethod
     def open(path: str | PathLike[str], *, verify: bool = False) -> BipartiteGraph:
@@ -88,9 +89,12 @@ class BipartiteGraph:
         ``h + 1`` samples from each node of hop ``h``; hops that return to the seeds' side
         never contain the seed itself. ``-1`` takes all neighbours. ``strategy`` is
         "uniform" (without replacement), "recent" (latest by timestamp) or "weighted"
-        (by weight, without replacement). ``exclude=(users, items)`` edges are never
+        (by weight, without replacement; reads every weight of a parent, O(degree)).
+        ``exclude=(users, items)`` edges are never
         traversed. Deterministic in (seed, epoch, node, fanouts, strategy): independent of
         thread count and batch composition. Within a parent, children keep stored order.
+        ``num_threads=1`` runs on the calling thread (cheapest for one batch at a time; run
+        several Python threads or processes for more throughput).
         """
 
 # --- galrec.prompts (rust/galrec-py/src/prompts.rs) ---

@@ -25,7 +25,7 @@ fn chunk_count(len: usize, num_keys: usize) -> usize {
         return 1;
     }
     let by_memory = (len / num_keys.max(1)).max(1);
-    rayon::current_num_threads().min(by_memory).max(1)
+    crate::parallel::num_threads().min(by_memory).max(1)
 }
 
 fn chunk_bounds(len: usize, chunks: usize, c: usize) -> std::ops::Range<usize> {
@@ -113,7 +113,7 @@ where
 fn key_ranges(offsets: &[u64], num_neighbors: usize) -> Vec<std::ops::Range<usize>> {
     let num_keys = offsets.len() - 1;
     let len = offsets[num_keys] as usize;
-    let threads = rayon::current_num_threads();
+    let threads = crate::parallel::num_threads();
     let chunks = (len / num_neighbors.max(1)).clamp(1, threads * 4);
     let mut bounds: Vec<usize> = (0..chunks)
         .map(|c| {

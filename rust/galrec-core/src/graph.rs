@@ -437,7 +437,7 @@ impl BipartiteGraph {
     pub fn degrees(&self, side: Side) -> Vec<u64> {
         self.csr(side)
             .offsets
-            .par_windows(2)
+            .windows(2)
             .map(|w| w[1] - w[0])
             .collect()
     }

@@ -32,15 +32,18 @@ impl HopKey {
         NodeRng {
             key: mix64(self.0 ^ mix64(u64::from(node).wrapping_add(0x3c6e_f372_fe94_f82b))),
             counter: 0,
+            spare: None,
         }
     }
 }
 
 /// The stream of one node: output `i` is `mix64(key + i * golden)` (SplitMix64 from `key`).
+/// Draws below 2^32 use one half of an output each, so one mix serves two draws.
 #[derive(Clone, Debug)]
 pub struct NodeRng {
     key: u64,
     counter: u64,
+    spare: Option<u32>,
 }
 
 impl NodeRng {
@@ -51,10 +54,33 @@ impl NodeRng {
         mix64(self.key.wrapping_add(self.counter.wrapping_mul(GOLDEN)))
     }
 
-    /// A uniform integer in `0..n` (`n > 0`), unbiased (Lemire's multiply-and-reject).
+    /// The next 32 random bits (the halves of one 64-bit output in turn).
     #[inline]
+    pub fn next_u32(&mut self) -> u32 {
+        if let Some(half) = self.spare.take() {
+            return half;
+        }
+        let x = self.next_u64();
+        self.spare = Some((x >> 32) as u32);
+        x as u32
+    }
+
+    /// A uniform integer in `0..n` (`n > 0`), unbiased (Lemire's multiply-and-reject).
+    // Always inlined: it sits in the sampler's innermost loop and the compiler otherwise
+    // keeps it out of line because of the (rarely taken) rejection loop.
+    #[inline(always)]
     pub fn below(&mut self, n: u64) -> u64 {
         debug_assert!(n > 0);
+        if let Ok(n32) = u32::try_from(n) {
+            let mut m = u64::from(self.next_u32()) * n;
+            if (m as u32) < n32 {
+                let threshold = n32.wrapping_neg() % n32;
+                while (m as u32) < threshold {
+                    m = u64::from(self.next_u32()) * n;
+                }
+            }
+            return m >> 32;
+        }
         let mut m = u128::from(self.next_u64()) * u128::from(n);
         if (m as u64) < n {
             let threshold = n.wrapping_neg() % n;
@@ -100,6 +126,9 @@ mod tests {
             seen[x as usize] += 1;
         }
         assert!(seen.iter().all(|&c| c > 800 && c < 1200), "{seen:?}");
+        let big = 3u64 << 40;
+        assert!((0..1000).all(|_| rng.below(big) < big));
+        assert!((0..1000).any(|_| rng.below(big) > u64::from(u32::MAX)));
     }
 
     #[test]

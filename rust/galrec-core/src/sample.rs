@@ -20,7 +20,7 @@ use rayon::prelude::*;
 use crate::build::float_time_key;
 use crate::error::{GraphError, Result};
 use crate::graph::{BipartiteGraph, CsrView, Side};
-use crate::parallel::first_index;
+use crate::parallel::{first_index, on_caller};
 use crate::rng::{HopKey, NodeRng};
 
 /// How the neighbours of a node are chosen.
@@ -76,6 +76,8 @@ const CHUNK: usize = 256;
 const PREFETCH_OFFSETS: usize = 8;
 /// How far ahead phase two prefetches neighbour ids.
 const PREFETCH_GATHER: usize = 16;
+/// Entries of the per-chunk table of recently drawn parents (a power of two).
+const REUSE_SLOTS: usize = 64;
 /// Up to this many draws, Floyd's algorithm checks membership by a linear scan.
 const SMALL_DRAW: usize = 32;
 
@@ -148,7 +150,7 @@ impl ExcludeIndex {
 
 /// What phase three removes from a parent's gathered neighbours.
 #[derive(Clone, Copy)]
-enum Drop {
+enum Removal {
     Nothing,
     /// Every occurrence of the root.
     Root,
@@ -156,10 +158,11 @@ enum Drop {
     RootOr(u32),
 }
 
+#[derive(Clone, Copy)]
 struct Plan {
     start: usize,
     len: usize,
-    drop: Drop,
+    removal: Removal,
 }
 
 /// Everything one hop's parents share.
@@ -191,12 +194,25 @@ fn choose_uniform(
     let start = out.len();
     let k64 = k as u64;
     if k <= SMALL_DRAW {
-        // Floyd's algorithm: every k-subset equally likely, k draws.
+        // Floyd's algorithm (every k-subset equally likely, k draws), keeping the run sorted:
+        // earlier picks are all below j, so j goes last and t goes where the search says.
         for j in (n - k64)..n {
             let t = rng.below(j + 1);
-            let pick = if out[start..].contains(&t) { j } else { t };
-            out.push(pick);
+            if out[start..].iter().fold(false, |seen, &x| seen | (x == t)) {
+                out.push(j);
+                continue;
+            }
+            // Insertion by shifting larger entries right (a data-dependent loop: a library
+            // memmove call would cost more than the few moves).
+            let mut at = out.len();
+            out.push(t);
+            while at > start && out[at - 1] > t {
+                out[at] = out[at - 1];
+                at -= 1;
+            }
+            out[at] = t;
         }
+        return;
     } else if 2 * k64 >= n {
         // Dense: a partial Fisher–Yates shuffle of 0..n.
         out.extend(0..n);
@@ -247,7 +263,7 @@ fn choose_weighted(
 
 /// Phase one for one parent: appends absolute edge positions to `pos`, returns what phase
 /// three must drop.
-fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch) -> Drop {
+fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch) -> Removal {
     let range = ctx.csr.range(node);
     let excluded = ctx.exclude.and_then(|x| x.get(node));
     if let Some(excluded) = excluded {
@@ -267,7 +283,7 @@ fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch
         _ => None,
     };
     let start = pos.len();
-    let drop = if let Some(want) = want {
+    let removal = if let Some(want) = want {
         let weakest = match ctx.strategy {
             Strategy::Uniform => {
                 let mut rng = ctx.key.stream(node);
@@ -295,16 +311,16 @@ fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch
             }
         };
         if ctx.drop_root {
-            Drop::RootOr(weakest)
+            Removal::RootOr(weakest)
         } else {
-            Drop::Nothing
+            Removal::Nothing
         }
     } else {
         pos.extend(0..n as u64);
         if ctx.drop_root {
-            Drop::Root
+            Removal::Root
         } else {
-            Drop::Nothing
+            Removal::Nothing
         }
     };
     match excluded {
@@ -315,7 +331,7 @@ fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch
             .iter_mut()
             .for_each(|r| *r += range.start as u64),
     }
-    drop
+    removal
 }
 
 /// Samples the children of one chunk of parents; returns (children per parent, children).
@@ -324,26 +340,44 @@ fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, 
     let neighbors = ctx.csr.neighbors;
     let mut scratch = Scratch::default();
     let mut pos = Vec::with_capacity(parents.len() * ctx.fanout.unwrap_or(16).min(64));
-    let mut plans = Vec::with_capacity(parents.len());
+    let mut plans: Vec<Plan> = Vec::with_capacity(parents.len());
+    // A node's draw depends only on the node (its stream, list and exclusions), so a parent
+    // repeated in the chunk (popular items are, at hop 2) copies its earlier draw. A small
+    // direct-mapped table remembers recent parents: (node, plan index).
+    let mut recent = [(u32::MAX, 0u32); REUSE_SLOTS];
     for (j, &node) in parents.iter().enumerate() {
         if let Some(&ahead) = parents.get(j + PREFETCH_OFFSETS) {
             prefetch(offsets.as_ptr().wrapping_add(ahead as usize));
         }
         let start = pos.len();
-        let drop = choose(ctx, node, &mut pos, &mut scratch);
+        let slot = (node.wrapping_mul(0x9e37_79b9) >> (32 - REUSE_SLOTS.trailing_zeros())) as usize;
+        let removal = match recent[slot] {
+            (seen, plan) if seen == node => {
+                let earlier: Plan = plans[plan as usize];
+                pos.extend_from_within(earlier.start..earlier.start + earlier.len);
+                earlier.removal
+            }
+            _ => {
+                recent[slot] = (node, j as u32);
+                choose(ctx, node, &mut pos, &mut scratch)
+            }
+        };
         plans.push(Plan {
             start,
             len: pos.len() - start,
-            drop,
+            removal,
         });
     }
-    let mut gathered = Vec::with_capacity(pos.len());
-    for (s, &p) in pos.iter().enumerate() {
-        if let Some(&ahead) = pos.get(s + PREFETCH_GATHER) {
-            prefetch(neighbors.as_ptr().wrapping_add(ahead as usize));
-        }
-        gathered.push(neighbors[p as usize]);
-    }
+    let gathered: Vec<u32> = pos
+        .iter()
+        .enumerate()
+        .map(|(s, &p)| {
+            if let Some(&ahead) = pos.get(s + PREFETCH_GATHER) {
+                prefetch(neighbors.as_ptr().wrapping_add(ahead as usize));
+            }
+            neighbors[p as usize]
+        })
+        .collect();
     if !ctx.drop_root {
         let counts = plans.iter().map(|p| p.len as u32).collect();
         return (counts, gathered);
@@ -352,8 +386,8 @@ fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, 
     let mut nodes = Vec::with_capacity(gathered.len());
     for (plan, &root) in plans.iter().zip(roots) {
         let drawn = &gathered[plan.start..plan.start + plan.len];
-        let fallback = match plan.drop {
-            Drop::RootOr(f) if !drawn.contains(&root) => Some(f as usize),
+        let fallback = match plan.removal {
+            Removal::RootOr(f) if !drawn.contains(&root) => Some(f as usize),
             _ => None,
         };
         let before = nodes.len();
@@ -362,7 +396,7 @@ fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, 
                 .iter()
                 .enumerate()
                 .filter(|&(i, &v)| {
-                    !(matches!(plan.drop, Drop::Root | Drop::RootOr(_)) && v == root)
+                    !(matches!(plan.removal, Removal::Root | Removal::RootOr(_)) && v == root)
                         && Some(i) != fallback
                 })
                 .map(|(_, &v)| v),
@@ -474,11 +508,20 @@ pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>>
                     Side::Item => by_item,
                 }),
         };
-        let chunks: Vec<(Vec<u32>, Vec<u32>)> = parents
-            .par_chunks(CHUNK)
-            .zip(roots.par_chunks(CHUNK))
-            .map(|(p, r)| sample_chunk(&ctx, p, r))
-            .collect();
+        let process = |(p, r): (&[u32], &[u32])| sample_chunk(&ctx, p, r);
+        let chunks: Vec<(Vec<u32>, Vec<u32>)> = if on_caller() || parents.len() <= CHUNK {
+            parents
+                .chunks(CHUNK)
+                .zip(roots.chunks(CHUNK))
+                .map(process)
+                .collect()
+        } else {
+            parents
+                .par_chunks(CHUNK)
+                .zip(roots.par_chunks(CHUNK))
+                .map(process)
+                .collect()
+        };
         let total: usize = chunks.iter().map(|(_, nodes)| nodes.len()).sum();
         let mut offsets = Vec::with_capacity(parents.len() + 1);
         let mut nodes = Vec::with_capacity(total);
@@ -500,4 +543,138 @@ pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>>
         hops.push(Hop { offsets, nodes });
     }
     Ok(hops)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::EdgeList;
+
+    /// Users 0..4 all rated items 0..6; user 4 rated item 0 only.
+    fn graph() -> Result<BipartiteGraph> {
+        let mut users = Vec::new();
+        let mut items = Vec::new();
+        for u in 0..4 {
+            for i in 0..6 {
+                users.push(u);
+                items.push(i);
+            }
+        }
+        users.push(4);
+        items.push(0);
+        BipartiteGraph::from_edges(EdgeList {
+            users: &users,
+            items: &items,
+            num_users: None,
+            num_items: None,
+            timestamps: None,
+            weights: None,
+            dedupe: true,
+        })
+    }
+
+    fn spec<'a>(seeds: &'a [u32], fanouts: &'a [i64]) -> SampleSpec<'a> {
+        SampleSpec {
+            seeds,
+            side: Side::User,
+            fanouts,
+            strategy: Strategy::Uniform,
+            seed: 1,
+            epoch: 0,
+            exclude: None,
+        }
+    }
+
+    #[test]
+    fn hop_two_never_returns_the_seed() -> Result<()> {
+        let g = graph()?;
+        for seed in 0..50 {
+            let mut s = spec(&[0, 4], &[3, 2]);
+            s.seed = seed;
+            let hops = sample(&g, &s)?;
+            assert_eq!(hops[0].offsets, vec![0, 3, 4]);
+            assert_eq!(hops[1].offsets.len(), 5);
+            let seed_of_child = |j: usize| if j < 3 { 0 } else { 4 };
+            for j in 0..4 {
+                let (lo, hi) = (hops[1].offsets[j] as usize, hops[1].offsets[j + 1] as usize);
+                assert_eq!(hi - lo, 2);
+                assert!(!hops[1].nodes[lo..hi].contains(&seed_of_child(j)));
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn excluded_edges_are_not_traversed_either_way() -> Result<()> {
+        let g = graph()?;
+        let mut s = spec(&[0], &[-1, -1]);
+        s.exclude = Some((&[0, 1], &[2, 0]));
+        let hops = sample(&g, &s)?;
+        assert_eq!(hops[0].nodes, vec![0, 1, 3, 4, 5]);
+        // item 0 may not lead back to user 1 (excluded) nor user 0 (the seed)
+        let (lo, hi) = (hops[1].offsets[0] as usize, hops[1].offsets[1] as usize);
+        assert_eq!(hops[1].nodes[lo..hi], [2, 3, 4]);
+        Ok(())
+    }
+
+    #[test]
+    fn results_do_not_depend_on_threads_or_batch() -> Result<()> {
+        let g = graph()?;
+        let together = sample(&g, &spec(&[0, 1, 2, 3, 4], &[4, 3, 2]))?;
+        let alone = sample(&g, &spec(&[2], &[4, 3, 2]))?;
+        let (lo, hi) = (
+            together[0].offsets[2] as usize,
+            together[0].offsets[3] as usize,
+        );
+        assert_eq!(together[0].nodes[lo..hi], alone[0].nodes[..]);
+        let on_two = crate::parallel::with_threads(Some(2), || {
+            sample(&g, &spec(&[0, 1, 2, 3, 4], &[4, 3, 2]))
+        })??;
+        assert_eq!(together, on_two);
+        Ok(())
+    }
+
+    #[test]
+    fn uniform_choice_covers_every_branch() {
+        let mut rng = HopKey::new(3, 0, 0, 0).stream(0);
+        let mut seen = HashSet::new();
+        for (n, k) in [(10u64, 3usize), (100, 60), (1000, 40), (5, 5)] {
+            let mut out = Vec::new();
+            choose_uniform(n, k, &mut rng, &mut out, &mut seen);
+            assert_eq!(out.len(), k);
+            assert!(out.windows(2).all(|w| w[0] < w[1]), "{n} {k}: {out:?}");
+            assert!(out.iter().all(|&x| x < n));
+        }
+    }
+
+    #[test]
+    fn weighted_choice_returns_the_weakest_index() {
+        let mut rng = HopKey::new(3, 0, 0, 0).stream(1);
+        let mut heap = BinaryHeap::new();
+        let mut out = Vec::new();
+        let weakest = choose_weighted(6, 6, |_| 1.0, &mut rng, &mut out, &mut heap);
+        assert_eq!(out, vec![0, 1, 2, 3, 4, 5]);
+        assert!((weakest as usize) < 6);
+        // an overwhelming weight is always picked
+        for node in 0..50 {
+            let mut rng = HopKey::new(3, 0, 0, 0).stream(node);
+            let mut out = Vec::new();
+            let w = |r: usize| if r == 4 { 1e30 } else { 1.0 };
+            choose_weighted(8, 1, w, &mut rng, &mut out, &mut heap);
+            assert_eq!(out, vec![4]);
+        }
+    }
+
+    #[test]
+    fn bad_requests_are_errors() -> Result<()> {
+        let g = graph()?;
+        assert!(sample(&g, &spec(&[9], &[1])).is_err());
+        assert!(sample(&g, &spec(&[0], &[])).is_err());
+        assert!(sample(&g, &spec(&[0], &[-2])).is_err());
+        let mut s = spec(&[0], &[1]);
+        s.strategy = Strategy::Recent;
+        assert!(sample(&g, &s).is_err());
+        assert!(Strategy::parse("nope").is_err());
+        Ok(())
+    }
 }

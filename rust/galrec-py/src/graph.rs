@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use galrec_core::error::GraphError;
 use galrec_core::graph::{BipartiteGraph, EdgeList, Side, Timestamps};
-use galrec_core::parallel::{first_index, with_threads};
+use galrec_core::parallel::{first_index, with_threads, SEQUENTIAL_UP_TO};
 use galrec_core::sample::{sample, SampleSpec, Strategy};
 use galrec_core::storage;
 use numpy::{
@@ -91,7 +91,7 @@ fn convert_ints<S, T, F>(
 ) -> PyResult<Vec<T>>
 where
     S: Element + Copy + Into<i128> + Sync,
-    T: Send,
+    T: Send + Default,
     F: Fn(i128) -> Result<T, String> + Sync,
 {
     let typed = array.cast::<PyArray1<S>>()?.readonly();
@@ -99,12 +99,25 @@ where
         PyValueError::new_err(format!("{argument}: {message} at index {i}"))
     };
     if let Ok(values) = typed.as_slice() {
-        let converted: Result<Vec<T>, String> =
-            values.par_iter().map(|&v| convert(v.into())).collect();
-        return converted.map_err(|message| {
-            let i = first_index(values, |&v| convert(v.into()).is_err()).unwrap_or(0);
-            fail(i, message)
-        });
+        // Validate, then convert with an indexed map (collecting `Result`s in parallel would
+        // go through rayon's unindexed path, several times slower).
+        if values.len() <= SEQUENTIAL_UP_TO {
+            return values
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| convert(v.into()).map_err(|m| fail(i, m)))
+                .collect();
+        }
+        let first_bad = with_threads(None, || {
+            first_index(values, |&v| convert(v.into()).is_err())
+        })
+        .map_err(to_py_err)?;
+        if let Some(i) = first_bad {
+            let message = convert(values[i].into()).err().unwrap_or_default();
+            return Err(fail(i, message));
+        }
+        let value = |&v: &S| convert(v.into()).unwrap_or_default();
+        return with_threads(None, || values.par_iter().map(value).collect()).map_err(to_py_err);
     }
     typed
         .as_array()
@@ -157,7 +170,10 @@ fn ids<'py>(obj: &Bound<'py, PyAny>, argument: &str) -> PyResult<Column<'py, u32
         return Ok(Column::Owned(Vec::new()));
     }
     if let Some(column) = borrow_exact::<u32>(&array) {
-        if let Some(i) = first_index(column.slice()?, |&v| v == u32::MAX) {
+        let values = column.slice()?;
+        let first_bad =
+            with_threads(None, || first_index(values, |&v| v == u32::MAX)).map_err(to_py_err)?;
+        if let Some(i) = first_bad {
             return Err(PyValueError::new_err(format!(
                 "{argument}: id {} does not fit the u32 id range at index {i}",
                 u32::MAX
@@ -232,6 +248,15 @@ fn side_of(name: &str) -> PyResult<Side> {
     }
 }
 
+/// A random-stream key (`seed`, `epoch`): any integer in `[0, 2**64)`, named when it is not.
+fn u64_arg(value: i128, argument: &str) -> PyResult<u64> {
+    u64::try_from(value).map_err(|_| {
+        PyValueError::new_err(format!(
+            "{argument}: must be an integer in [0, 2**64), got {value}"
+        ))
+    })
+}
+
 fn node_arg(node: i64, argument: &str) -> PyResult<u64> {
     u64::try_from(node)
         .map_err(|_| PyValueError::new_err(format!("{argument}: negative id {node}")))
@@ -294,14 +319,16 @@ impl PyBipartiteGraph {
     #[pyo3(signature = (path, *, verify=false))]
     fn open(py: Python<'_>, path: PathBuf, verify: bool) -> PyResult<Self> {
         let inner = py
-            .detach(|| storage::open(&path, verify))
+            .detach(|| with_threads(None, || storage::open(&path, verify)))
+            .and_then(|r| r)
             .map_err(to_py_err)?;
         Ok(Self { inner })
     }
 
     /// Writes the graph to `path` atomically (temporary file, fsync, rename).
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
-        py.detach(|| storage::save(&self.inner, &path))
+        py.detach(|| with_threads(None, || storage::save(&self.inner, &path)))
+            .and_then(|r| r)
             .map_err(to_py_err)
     }
 
@@ -383,12 +410,13 @@ impl PyBipartiteGraph {
         side: &str,
         fanouts: Vec<i64>,
         strategy: &str,
-        seed: u64,
-        epoch: u64,
+        seed: i128,
+        epoch: i128,
         exclude: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
         num_threads: Option<usize>,
     ) -> PyResult<Vec<HopArrays<'py>>> {
         let seeds = ids(seeds, "seeds")?;
+        let (seed, epoch) = (u64_arg(seed, "seed")?, u64_arg(epoch, "epoch")?);
         let side = side_of(side)?;
         let strategy = Strategy::parse(strategy).map_err(to_py_err)?;
         let exclude = match &exclude {
