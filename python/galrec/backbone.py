@@ -15,6 +15,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -101,7 +102,7 @@ def _tiny_model(kind: str, vocab_size: int, seed: int) -> nn.Module:
 
     torch.manual_seed(seed)
     if kind == "tiny-bert":
-        cfg = BertConfig(
+        bert = BertConfig(
             vocab_size=vocab_size,
             hidden_size=32,
             num_hidden_layers=2,
@@ -111,8 +112,8 @@ def _tiny_model(kind: str, vocab_size: int, seed: int) -> nn.Module:
             hidden_dropout_prob=0.0,
             attention_probs_dropout_prob=0.0,
         )
-        return BertModel(cfg, add_pooling_layer=False)
-    cfg = LlamaConfig(
+        return BertModel(bert, add_pooling_layer=False)
+    llama = LlamaConfig(
         vocab_size=vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
@@ -121,7 +122,7 @@ def _tiny_model(kind: str, vocab_size: int, seed: int) -> nn.Module:
         intermediate_size=64,
         max_position_embeddings=256,
     )
-    return LlamaModel(cfg)
+    return LlamaModel(llama)
 
 
 def load_backbone(
@@ -182,7 +183,7 @@ class Backbone(nn.Module):
         super().__init__()
         from peft import LoraConfig, get_peft_model
 
-        base = loaded.model
+        base: Any = loaded.model
         if getattr(base, "pooler", None) is not None:
             base.pooler = None  # unused by galrec's pooling; would hold adapters without gradients
         base.requires_grad_(False)

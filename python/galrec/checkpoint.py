@@ -122,7 +122,7 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     py_version, py_state, py_gauss = random.getstate()
     meta = {
-        "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)],
+        "numpy": [kind, np.asarray(keys).tolist(), int(pos), int(has_gauss), float(cached)],
         "python": [py_version, list(py_state), py_gauss],
     }
     return tensors, meta

@@ -52,7 +52,7 @@ class ModelConfig:
     built in code, for tests), or any Hugging Face model name or local path."""
     pooling: str = _choice("auto", "auto", "mean", "last")
     lora_rank: int = 8
-    lora_alpha: float = 16.0
+    lora_alpha: int = 16
     lora_dropout: float = 0.0
     lora_target_modules: list[str] | None = None
     """None picks the per-architecture default (attention and MLP projections)."""
