@@ -157,6 +157,14 @@ def evaluate_command(
     help="A model's config file instead of the packaged configs/<model>.yaml.",
 )
 @click.option(
+    "--lm-set",
+    "lm_sets",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A dotted config override (e.g. train.steps=200) for every language model "
+    "(GAL-Rec, its ablations, text_lm, id_lm), so they share one budget.",
+)
+@click.option(
     "--sampled",
     "num_negatives",
     type=click.IntRange(min=1),
@@ -178,6 +186,7 @@ def compare_command(
     ks: str,
     out: str | None,
     configs: tuple[str, ...],
+    lm_sets: tuple[str, ...],
     num_negatives: int | None,
     device: str,
     threads: int | None,
@@ -192,7 +201,7 @@ def compare_command(
     import torch
 
     from galrec.compare import run_compare, write_report
-    from galrec.registry import get_model, load_yaml
+    from galrec.registry import default_config, get_model, load_yaml
 
     names = [name.strip() for name in models.split(",") if name.strip()]
     try:
@@ -214,6 +223,16 @@ def compare_command(
                 param_hint="--config",
             )
         overrides[name] = load_yaml(Path(path).read_text(), path)
+    if lm_sets:
+        from galrec.lm_models import LANGUAGE_MODELS, with_overrides
+
+        for name in names:
+            if name in LANGUAGE_MODELS:
+                base = overrides.get(name, default_config(name))
+                try:
+                    overrides[name] = with_overrides(base, lm_sets)
+                except ValueError as error:
+                    raise click.BadParameter(str(error), param_hint="--lm-set") from None
     if threads:
         torch.set_num_threads(threads)
     data = _load_dataset(dataset)
@@ -236,7 +255,13 @@ def compare_command(
         )
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    command = "galrec " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
+    arguments = ["compare", "--dataset", dataset, "--models", ",".join(names), "--seeds", seeds]
+    arguments += ["--k", ks, "--out", str(out_dir), "--device", device]
+    arguments += [part for entry in configs for part in ("--config", entry)]
+    arguments += [part for entry in lm_sets for part in ("--lm-set", entry)]
+    arguments += ["--sampled", str(num_negatives)] if num_negatives else []
+    arguments += ["--threads", str(threads)] if threads else []
+    command = "galrec " + " ".join(shlex.quote(arg) for arg in arguments)
     report = write_report(comparison, out_dir, command=command, plots=plots)
     click.echo(comparison.table())
     test = comparison.significance()

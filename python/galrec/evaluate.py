@@ -180,11 +180,12 @@ class EvalResult:
     def format(self) -> str:
         """A small table of the averaged metrics, headed by the protocol label."""
         suffix = " (sampled)" if self.mode == "sampled" else ""
+        width = max(len(metric) for metric in METRICS) + len(suffix) + 2
         lines = [f"{self.split} split, {len(self.users)} users, {self.label}"]
-        lines.append("metric".ljust(10) + "".join(f"@{k}".rjust(10) for k in self.ks))
+        lines.append("metric".ljust(width) + "".join(f"@{k}".rjust(10) for k in self.ks))
         for metric in METRICS:
             row = "".join(f"{self.metrics[f'{metric}@{k}']:10.4f}" for k in self.ks)
-            lines.append(f"{metric}{suffix}".ljust(10) + row)
+            lines.append(f"{metric}{suffix}".ljust(width) + row)
         return "\n".join(lines)
 
     def save(self, directory: str | Path) -> None:
@@ -204,7 +205,9 @@ class EvalResult:
             "extra": self.extra,
         }
         (directory / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
-        np.savez(directory / "per_user.npz", users=self.users, **self.per_user)
+        arrays = {"users": self.users, **self.per_user}
+        # numpy's stub types **kwds like its own bool keyword (allow_pickle); the values are arrays.
+        np.savez(directory / "per_user.npz", **arrays)  # type: ignore[arg-type]
 
     @classmethod
     def load(cls, directory: str | Path) -> EvalResult:

@@ -33,9 +33,9 @@ def plot_training_curves(comparison: Comparison, path: Path) -> Path | None:
             loss_ax.plot(xs, losses, label=model)
             loss_ax.set_xlabel(x_key)
             drawn = True
-        valid_key = next((k for k in history[-1] if k.startswith("valid_")), None)
+        valid_key = next((k for r in history for k in r if k.startswith("valid_")), None)
         points = [(r[x_key], r[valid_key]) for r in history if valid_key and valid_key in r]
-        if points:
+        if points and valid_key:
             valid_ax.plot(*zip(*points, strict=True), marker="o", label=model)
             valid_ax.set_xlabel(x_key)
             valid_ax.set_ylabel(valid_key.replace("valid_", "validation "))

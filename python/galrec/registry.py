@@ -4,8 +4,9 @@ Every model is a :class:`ModelSpec`: a ``train`` function that fits the model on
 training split for one seed, writes a run directory and returns a :class:`TrainedModel` (a
 :class:`galrec.evaluate.Scorer` plus its training history), and an ``open`` function that turns
 such a run directory back into a scorer. Baselines (popularity, MF, LightGCN) are built in; the
-language-model family (GAL-Rec, its ablations, the text-only and ID-token LMs) is registered from
-``galrec.train`` (see :func:`register`), so a new model plugs into compare/evaluate by name.
+language-model family (GAL-Rec, its ablations, the text-only and ID-token LMs) is registered by
+:mod:`galrec.lm_models` (see :func:`register`), so a new model plugs into compare/evaluate by
+name. ``open_run`` also opens the run directories of ``galrec train`` (``config.yaml``).
 
 A baseline run directory holds ``run.json`` (model, dataset path, seed, config, timings),
 ``history.jsonl`` (one record per epoch) and ``model.safetensors``.
@@ -116,10 +117,22 @@ def open_run(run_dir: str | Path) -> tuple[Scorer, dict[str, Any]]:
     """A scorer from a run directory written by a registered model, and its ``run.json``."""
     run_dir = Path(run_dir)
     meta_path = run_dir / RUN_FILE
-    if not meta_path.is_file():
-        raise FileNotFoundError(f"{run_dir}: no {RUN_FILE}; is this a galrec run directory?")
-    meta = json.loads(meta_path.read_text())
-    return get_model(meta["model"]).open(run_dir), meta
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        return get_model(meta["model"]).open(run_dir), meta
+    if (run_dir / "config.yaml").is_file():  # a run of `galrec train`
+        from galrec.lm_models import open_lm_run
+
+        scorer = open_lm_run(run_dir)
+        config = scorer.run.cfg
+        dataset = run_dir / "dataset"
+        return scorer, {
+            "model": config.name,
+            "dataset": str(dataset if dataset.is_dir() else config.data.dataset),
+        }
+    raise FileNotFoundError(
+        f"{run_dir}: no {RUN_FILE} or config.yaml; is this a galrec run directory?"
+    )
 
 
 def write_run(run_dir: Path, meta: dict[str, Any], history: list[dict[str, float]]) -> None:

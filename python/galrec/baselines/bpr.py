@@ -54,12 +54,13 @@ class BPRConfig:
 class EmbeddingNet(nn.Module):
     """Base of the BPR models: ego tables initialised N(0, 0.1) like LightGCN's reference code."""
 
-    def __init__(self, num_users: int, num_items: int, dim: int) -> None:
+    def __init__(self, num_users: int, num_items: int, dim: int, seed: int = 0) -> None:
         super().__init__()
-        self.user_ego = nn.Parameter(torch.empty(num_users, dim))
-        self.item_ego = nn.Parameter(torch.empty(num_items, dim))
-        nn.init.normal_(self.user_ego, std=0.1)
-        nn.init.normal_(self.item_ego, std=0.1)
+        # A private generator: the initialisation depends on the seed only, never on what
+        # else ran in the process before (the order of models in a comparison).
+        generator = torch.Generator().manual_seed(seed)
+        self.user_ego = nn.Parameter(0.1 * torch.randn(num_users, dim, generator=generator))
+        self.item_ego = nn.Parameter(0.1 * torch.randn(num_items, dim, generator=generator))
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
         return self.user_ego, self.item_ego

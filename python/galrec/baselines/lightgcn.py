@@ -67,9 +67,15 @@ class LightGCN(EmbeddingNet):
     """Final embeddings: the mean of the ego embeddings and their 1..L-hop propagations."""
 
     def __init__(
-        self, adjacency: torch.Tensor, num_users: int, num_items: int, dim: int, layers: int
+        self,
+        adjacency: torch.Tensor,
+        num_users: int,
+        num_items: int,
+        dim: int,
+        layers: int,
+        seed: int = 0,
     ) -> None:
-        super().__init__(num_users, num_items, dim)
+        super().__init__(num_users, num_items, dim, seed)
         self.register_buffer("adjacency", adjacency, persistent=False)
         self.num_layers = layers
 
@@ -95,7 +101,7 @@ def fit_lightgcn(
     """Train LightGCN with BPR on the training edges; early-stops on ``valid`` when given."""
     config = config or LightGCNConfig()
     adjacency = normalized_adjacency(train_users, train_items, num_users, num_items)
-    model = LightGCN(adjacency, num_users, num_items, config.dim, config.num_layers)
+    model = LightGCN(adjacency, num_users, num_items, config.dim, config.num_layers, config.seed)
     return fit_bpr(model, train_users, train_items, config, valid, progress)
 
 

@@ -22,5 +22,5 @@ def fit_mf(
 ) -> BaselineFit:
     """Train MF-BPR on the training edges; early-stops on ``valid`` (users, items) when given."""
     config = config or BPRConfig()
-    model = MatrixFactorization(num_users, num_items, config.dim)
+    model = MatrixFactorization(num_users, num_items, config.dim, config.seed)
     return fit_bpr(model, train_users, train_items, config, valid, progress)
