@@ -96,3 +96,17 @@ def test_registry_trains_and_reopens_language_models(tmp_path):
     scores = scorer.score_users(users)
     assert scores.shape == (5, data.num_items)
     assert torch.allclose(scores, trained.scorer.score_users(users), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_quickstart_prints_the_table(tmp_path):
+    result = CliRunner().invoke(
+        main, ["quickstart", "--backbone", "tiny-bert", "--steps", "3", "--out", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    table = result.output[result.output.index("test split, full ranking") :]
+    for name in ("text_lm", "id_lm", "gal_rec"):
+        row = next(line for line in table.splitlines() if line.startswith(name))
+        recall, ndcg, twin, chance = (float(x) for x in row.split()[1:])
+        assert 0.0 <= ndcg <= recall <= 1.0 and 0.0 <= twin <= 1.0 and chance == 0.5
+        assert (tmp_path / name / "result.json").is_file()

@@ -11,6 +11,11 @@ from galrec.external import ExternalEmbeddings
 from galrec.heads import ItemScorer, RepresentationHead
 
 
+def autocast(device: torch.device) -> torch.autocast:
+    """bf16 autocast on GPU; a no-op (fp32) on CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
 class GalRecModel(nn.Module):
     """Maps token batches (with ID positions) to pooled states h and representations z."""
 

@@ -25,7 +25,7 @@ from galrec.external import (
     node_features,
     user_mean_features,
 )
-from galrec.model import GalRecModel
+from galrec.model import GalRecModel, autocast
 from galrec.pipeline import ViewBuilder
 
 
@@ -73,44 +73,34 @@ class Run:
 
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
-    def user_states(self, users: np.ndarray, chunk: int = 64) -> torch.Tensor:
-        """Pooled states h of users' hop-1 prompts (all training edges), [len(users), H]."""
+    def encode(
+        self, side: str, nodes: np.ndarray, hop: int, chunk: int = 64
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(h, z) of nodes' hop-``hop`` prompts (training edges only), in eval mode."""
         was = self.model.training
         self.model.eval()
-        out = []
-        for start in range(0, len(users), chunk):
-            tokens = self.views.tokens(
-                "user", users[start : start + chunk], hop=1, device=self.device
-            )
-            with self._autocast():
-                h, _, _ = self.model(**tokens)
-            out.append(h.float())
-        self.model.train(was)
-        return torch.cat(out) if out else torch.zeros(0, self.model.backbone.hidden_size)
-
-    @torch.no_grad()
-    def representations(
-        self, side: str, nodes: np.ndarray, hop: int = 0, chunk: int = 64
-    ) -> torch.Tensor:
-        """Unit representations z of nodes' hop-``hop`` prompts, [len(nodes), head_dim]."""
-        was = self.model.training
-        self.model.eval()
-        out = []
+        hs, zs = [], []
         for start in range(0, len(nodes), chunk):
             tokens = self.views.tokens(
                 side, nodes[start : start + chunk], hop=hop, device=self.device
             )
-            with self._autocast():
-                _, z, _ = self.model(**tokens)
-            out.append(z.float())
+            with autocast(self.device):
+                h, z, _ = self.model(**tokens)
+            hs.append(h.float())
+            zs.append(z.float())
         self.model.train(was)
-        return torch.cat(out)
+        if not hs:
+            hidden, dim = self.model.backbone.hidden_size, self.cfg.model.head_dim
+            return torch.zeros(0, hidden), torch.zeros(0, dim)
+        return torch.cat(hs), torch.cat(zs)
 
-    def _autocast(self) -> Any:
-        dev = self.device
-        return torch.autocast(
-            device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"
-        )
+    def user_states(self, users: np.ndarray) -> torch.Tensor:
+        """Pooled states h of users' hop-1 prompts, [len(users), H] (the L0 user side)."""
+        return self.encode("user", users, hop=1)[0]
+
+    def representations(self, side: str, nodes: np.ndarray, hop: int = 0) -> torch.Tensor:
+        """Unit representations z of nodes' hop-``hop`` prompts, [len(nodes), head_dim]."""
+        return self.encode(side, nodes, hop)[1]
 
     def scorer(self) -> LMScorer:
         """A Scorer (galrec.evaluate protocol) over all items, item side computed once."""

@@ -33,6 +33,8 @@ from galrec.checkpoint import (
     set_rng_state,
 )
 from galrec.config import Config
+from galrec.evaluate import resolve_device
+from galrec.model import autocast
 from galrec.momentum import MomentumEncoder
 from galrec.objective import BatchIds, enqueue_keys, objective, plan_views
 from galrec.pipeline import BatchSource, Prefetcher, Tokens, TrainBatch, concat_views
@@ -67,13 +69,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` is CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def lr_factor(step: int, warmup: int, total: int) -> float:
@@ -141,10 +136,6 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
 
     # ------------------------------------------------------------------ one step
-    def _autocast(self) -> Any:
-        enabled = self.device.type == "cuda"
-        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=enabled)
-
     def _micro_step(self, batch: TrainBatch, scale: float, sync: bool) -> dict[str, float]:
         views = {
             name: {k: v.to(self.device) for k, v in t.items()} for name, t in batch.views.items()
@@ -153,7 +144,7 @@ class Trainer:
             *(t.to(self.device) for t in (batch.ids.users, batch.ids.targets, batch.ids.items))
         )
         score_rows = views["user1"]["input_ids"].shape[0] if self.cfg.loss.l0 > 0 else 0
-        with self._autocast():
+        with autocast(self.device):
             online = self._encode_online(views, score_rows)
             scores = online.pop("scores", None)
             keys = {
