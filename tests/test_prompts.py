@@ -183,7 +183,7 @@ def test_dedupe_and_threads(bpe: PromptTokenizer, bpe_store: TextStore) -> None:
     raw = PromptAssembler(bpe, bpe_store, dedupe=False)
     assert raw.render_text([0], [hop1, hop2], side="user", hop=2)[0].count("<user_0>") == 4
     rng = np.random.default_rng(0)
-    seeds = rng.integers(0, NUM_USERS, 300)
+    seeds = rng.integers(0, NUM_USERS, 1000)  # many chunks: the parallel path runs
     h1 = ragged([rng.integers(0, len(ITEMS), rng.integers(0, 6)).tolist() for _ in seeds])
     h2 = ragged([rng.integers(0, NUM_USERS, 2).tolist() for _ in range(len(h1[1]))])
     one = PromptAssembler(bpe, bpe_store, threads=1).assemble(seeds, [h1, h2], side="user", hop=2)
