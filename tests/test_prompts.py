@@ -347,3 +347,31 @@ def test_bad_inputs_name_the_id(bpe: PromptTokenizer, bpe_store: TextStore) -> N
         build_text_store(bpe, ITEMS, num_users=2, user_texts=["x"])
     with pytest.raises(IndexError, match="9 is not a item id"):
         bpe_store.tokens("item", 9)
+
+
+def _assemble_in_child(assembler: PromptAssembler, seeds, hops, queue) -> None:
+    batch = assembler.assemble(seeds, hops, side="user", hop=2)
+    queue.put(int(batch.input_ids.sum()))
+
+
+def test_works_in_forked_worker_processes(bpe: PromptTokenizer, bpe_store: TextStore) -> None:
+    """A worker forked after the parent assembled on 2 threads (as DataLoader workers are)
+    starts its own pool instead of waiting on pool threads that do not exist after fork."""
+    import multiprocessing
+
+    rng = np.random.default_rng(1)
+    seeds = rng.integers(0, NUM_USERS, 1000)  # many chunks: the parallel path runs
+    h1 = ragged([rng.integers(0, len(ITEMS), 3).tolist() for _ in seeds])
+    h2 = ragged([rng.integers(0, NUM_USERS, 2).tolist() for _ in range(len(h1[1]))])
+    assembler = PromptAssembler(bpe, bpe_store, threads=2)
+    expected = int(assembler.assemble(seeds, [h1, h2], side="user", hop=2).input_ids.sum())
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_assemble_in_child, args=(assembler, seeds, [h1, h2], queue))
+    child.start()
+    child.join(timeout=60)
+    if child.is_alive():
+        child.kill()
+        pytest.fail("prompt assembly in a forked child hung")
+    assert child.exitcode == 0
+    assert queue.get(timeout=5) == expected

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use crate::parallel::{with_threads, MAX_THREADS};
+
 use super::template::{Part, Slot, Templates};
 use super::{PromptError, PromptTokenizer, Side, TextStore};
 
@@ -48,7 +50,7 @@ pub struct AssembleOptions {
     pub pad_to_max_length: bool,
     /// Drop repeated neighbours in a list, and the node itself from its 2-hop list.
     pub dedupe: bool,
-    /// Worker threads (a private rayon pool); `None` uses the global pool.
+    /// Worker threads, from galrec's fork-safe pools (`crate::parallel`); `None`: one per core.
     pub threads: Option<usize>,
 }
 
@@ -221,7 +223,6 @@ pub struct PromptAssembler {
     closing: Fixed,
     pad_id: u32,
     options: AssembleOptions,
-    pool: Option<rayon::ThreadPool>,
 }
 
 impl PromptAssembler {
@@ -256,16 +257,16 @@ impl PromptAssembler {
                 ),
             ));
         }
-        let pool = match options.threads {
+        match options.threads {
             Some(0) => return Err(PromptError::invalid("threads", "must be at least 1")),
-            Some(n) => Some(
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build()
-                    .map_err(|e| PromptError::invalid("threads", e))?,
-            ),
-            None => None,
-        };
+            Some(n) if n > MAX_THREADS => {
+                return Err(PromptError::invalid(
+                    "threads",
+                    format!("must be at most {MAX_THREADS}, got {n}"),
+                ))
+            }
+            _ => {}
+        }
         let assembler = PromptAssembler {
             user: compile3(&parsed.user)?,
             item: compile3(&parsed.item)?,
@@ -276,7 +277,6 @@ impl PromptAssembler {
             store,
             pad_id,
             options,
-            pool,
         };
         Ok(assembler)
     }
@@ -302,20 +302,20 @@ impl PromptAssembler {
 
     /// Run `f` over `items`: inline when one thread is asked for or there are fewer than
     /// [`MIN_PARALLEL_JOBS`] items (no cross-thread hand-off for small batches), else in
-    /// parallel on the assembler's pool.
+    /// parallel on galrec's pool of that size, which a forked child (a DataLoader worker)
+    /// starts afresh rather than waiting on its parent's threads.
     fn map_jobs<T: Send, R: Send>(
         &self,
         items: Vec<T>,
         f: impl Fn(T) -> R + Sync + Send,
-    ) -> Vec<R> {
+    ) -> Result<Vec<R>, PromptError> {
         if self.options.threads == Some(1) || items.len() < MIN_PARALLEL_JOBS {
-            return items.into_iter().map(f).collect();
+            return Ok(items.into_iter().map(f).collect());
         }
-        let run = || items.into_par_iter().map(f).collect();
-        match &self.pool {
-            Some(pool) => pool.install(run),
-            None => run(),
-        }
+        with_threads(self.options.threads, || {
+            items.into_par_iter().map(f).collect()
+        })
+        .map_err(|e| PromptError::invalid("threads", e))
     }
 
     /// Prompt index ranges of [`CHUNK`] prompts: the unit of parallel work.
@@ -339,7 +339,7 @@ impl PromptAssembler {
         hops: &[HopInput<'_>],
     ) -> Result<Batch, PromptError> {
         self.validate(side, hop, seeds, hops)?;
-        Ok(self.assemble_valid(side, hop, seeds, hops))
+        self.assemble_valid(side, hop, seeds, hops)
     }
 
     /// The same prompts as [`assemble`](Self::assemble), as their segment texts (ID tokens written
@@ -380,7 +380,7 @@ impl PromptAssembler {
                     failed.map_or(Ok(out), Err)
                 })
                 .collect::<Result<Vec<_>, _>>()
-        });
+        })?;
         let mut prompts = Vec::with_capacity(seeds.len());
         for chunk in chunks {
             prompts.extend(chunk?);
@@ -489,7 +489,7 @@ impl PromptAssembler {
         hop: usize,
         seeds: &[i64],
         hops: &[HopInput<'_>],
-    ) -> Batch {
+    ) -> Result<Batch, PromptError> {
         let plans: Vec<Plan> = self
             .map_jobs(Self::chunks(seeds.len()), |range| {
                 let mut lists = Lists::default();
@@ -500,7 +500,7 @@ impl PromptAssembler {
                         self.plan(side, hop, seed, &lists)
                     })
                     .collect::<Vec<_>>()
-            })
+            })?
             .concat();
         let longest = plans.iter().map(|p| p.len).max().unwrap_or(0);
         let length = if self.options.pad_to_max_length {
@@ -542,16 +542,16 @@ impl PromptAssembler {
                         &mut mask[row],
                     );
                 }
-            });
+            })?;
         }
-        Batch {
+        Ok(Batch {
             batch: b,
             length,
             input_ids,
             attention_mask,
             node_ids,
             pool_index,
-        }
+        })
     }
 
     /// Write prompt `i` into its row (padding included); returns its pooling position.
