@@ -6,6 +6,7 @@
 mod build;
 pub mod error;
 pub mod graph;
+mod hugepages;
 pub mod parallel;
 pub mod rng;
 pub mod sample;

@@ -81,16 +81,32 @@ const REUSE_SLOTS: usize = 64;
 /// Up to this many draws, Floyd's algorithm checks membership by a linear scan.
 const SMALL_DRAW: usize = 32;
 
+/// Asks the CPU to bring the cache line at `p` into L1 (`HINT` = `_MM_HINT_T0`) or L2
+/// (`_MM_HINT_T1`).
 #[inline(always)]
-fn prefetch<T>(p: *const T) {
+fn prefetch_to<const HINT: i32, T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint to the cache: it never faults and changes no program
     // state, whatever the address, so any pointer value is sound here.
     unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+        core::arch::x86_64::_mm_prefetch::<HINT>(p.cast());
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+#[cfg(target_arch = "x86_64")]
+const TO_L1: i32 = core::arch::x86_64::_MM_HINT_T0;
+#[cfg(target_arch = "x86_64")]
+const TO_L2: i32 = core::arch::x86_64::_MM_HINT_T1;
+#[cfg(not(target_arch = "x86_64"))]
+const TO_L1: i32 = 0;
+#[cfg(not(target_arch = "x86_64"))]
+const TO_L2: i32 = 0;
+
+#[inline(always)]
+fn prefetch<T>(p: *const T) {
+    prefetch_to::<TO_L1, T>(p);
 }
 
 /// Excluded edges seen from one side: for a parent, the sorted children it may not reach.
@@ -194,24 +210,22 @@ fn choose_uniform(
     let start = out.len();
     let k64 = k as u64;
     if k <= SMALL_DRAW {
-        // Floyd's algorithm (every k-subset equally likely, k draws), keeping the run sorted:
-        // earlier picks are all below j, so j goes last and t goes where the search says.
+        // Floyd's algorithm (every k-subset equally likely, k draws). Earlier picks are all
+        // below j, so j is new whenever t is taken; both choices compile to selects.
         for j in (n - k64)..n {
             let t = rng.below(j + 1);
-            if out[start..].iter().fold(false, |seen, &x| seen | (x == t)) {
-                out.push(j);
-                continue;
-            }
-            // Insertion by shifting larger entries right (a data-dependent loop: a library
-            // memmove call would cost more than the few moves).
-            let mut at = out.len();
-            out.push(t);
-            while at > start && out[at - 1] > t {
-                out[at] = out[at - 1];
-                at -= 1;
-            }
-            out[at] = t;
+            let taken = out[start..].iter().fold(false, |seen, &x| seen | (x == t));
+            out.push(if taken { j } else { t });
         }
+        // Sort without data-dependent branches (an insertion sort mispredicts once per
+        // value): the draws are distinct, so each one's rank in the run is its place.
+        let run = &mut out[start..];
+        let mut sorted = [0u64; SMALL_DRAW];
+        for &v in run.iter() {
+            let rank: usize = run.iter().map(|&x| usize::from(x < v)).sum();
+            sorted[rank] = v;
+        }
+        run.copy_from_slice(&sorted[..run.len()]);
         return;
     } else if 2 * k64 >= n {
         // Dense: a partial Fisher–Yates shuffle of 0..n.
@@ -331,6 +345,11 @@ fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch
             .iter_mut()
             .for_each(|r| *r += range.start as u64),
     }
+    // Start the misses of this parent's gather now, into L2: phase two reaches them only
+    // after the rest of the chunk, and by then they have arrived instead of stalling it.
+    for &p in &pos[start..] {
+        prefetch_to::<TO_L2, u32>(ctx.csr.neighbors.as_ptr().wrapping_add(p as usize));
+    }
     removal
 }
 
@@ -368,7 +387,7 @@ fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, 
             removal,
         });
     }
-    let gathered: Vec<u32> = pos
+    let mut gathered: Vec<u32> = pos
         .iter()
         .enumerate()
         .map(|(s, &p)| {
@@ -382,28 +401,40 @@ fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, 
         let counts = plans.iter().map(|p| p.len as u32).collect();
         return (counts, gathered);
     }
+    // Phase three, in place: every plan's run starts at or after what has been kept so far.
     let mut counts = Vec::with_capacity(plans.len());
-    let mut nodes = Vec::with_capacity(gathered.len());
+    let mut kept = 0usize;
     for (plan, &root) in plans.iter().zip(roots) {
-        let drawn = &gathered[plan.start..plan.start + plan.len];
-        let fallback = match plan.removal {
-            Removal::RootOr(f) if !drawn.contains(&root) => Some(f as usize),
-            _ => None,
+        let drawn = plan.start..plan.start + plan.len;
+        let drop_at = match plan.removal {
+            Removal::Nothing => None,
+            Removal::Root => {
+                let before = kept;
+                for r in drawn {
+                    let v = gathered[r];
+                    gathered[kept] = v;
+                    kept += usize::from(v != root);
+                }
+                counts.push((kept - before) as u32);
+                continue;
+            }
+            // At most one root among distinct draws; without it, the fallback entry goes.
+            Removal::RootOr(fallback) => Some(
+                gathered[drawn.clone()]
+                    .iter()
+                    .position(|&v| v == root)
+                    .unwrap_or(fallback as usize),
+            ),
         };
-        let before = nodes.len();
-        nodes.extend(
-            drawn
-                .iter()
-                .enumerate()
-                .filter(|&(i, &v)| {
-                    !(matches!(plan.removal, Removal::Root | Removal::RootOr(_)) && v == root)
-                        && Some(i) != fallback
-                })
-                .map(|(_, &v)| v),
-        );
-        counts.push((nodes.len() - before) as u32);
+        let before = kept;
+        for (i, r) in drawn.enumerate() {
+            gathered[kept] = gathered[r];
+            kept += usize::from(Some(i) != drop_at);
+        }
+        counts.push((kept - before) as u32);
     }
-    (counts, nodes)
+    gathered.truncate(kept);
+    (counts, gathered)
 }
 
 fn check_ids(argument: &str, ids: &[u32], graph: &BipartiteGraph, side: Side) -> Result<()> {
@@ -486,10 +517,10 @@ pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>>
         }
     };
 
-    let mut hops = Vec::with_capacity(fanouts.len());
-    let mut parents: Vec<u32> = spec.seeds.to_vec();
+    let mut hops: Vec<Hop> = Vec::with_capacity(fanouts.len());
     let mut roots: Vec<u32> = spec.seeds.to_vec();
     for (h, &fanout) in fanouts.iter().enumerate() {
+        let parents: &[u32] = hops.last().map_or(spec.seeds, |hop| &hop.nodes);
         let parent_side = if h % 2 == 0 {
             spec.side
         } else {
@@ -522,23 +553,25 @@ pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>>
                 .map(process)
                 .collect()
         };
+        let last = h + 1 == fanouts.len();
         let total: usize = chunks.iter().map(|(_, nodes)| nodes.len()).sum();
         let mut offsets = Vec::with_capacity(parents.len() + 1);
         let mut nodes = Vec::with_capacity(total);
-        let mut next_roots = Vec::with_capacity(if h + 1 < fanouts.len() { total } else { 0 });
+        let mut next_roots = Vec::with_capacity(if last { 0 } else { total });
         offsets.push(0i64);
+        let mut end = 0i64;
         let mut parent = 0usize;
         for (counts, chunk_nodes) in &chunks {
             nodes.extend_from_slice(chunk_nodes);
             for &c in counts {
-                offsets.push(offsets[offsets.len() - 1] + i64::from(c));
-                if h + 1 < fanouts.len() {
+                end += i64::from(c);
+                offsets.push(end);
+                if !last {
                     next_roots.extend(std::iter::repeat(roots[parent]).take(c as usize));
                 }
                 parent += 1;
             }
         }
-        parents = nodes.clone();
         roots = next_roots;
         hops.push(Hop { offsets, nodes });
     }
