@@ -8,9 +8,11 @@
 //! node), so results do not depend on the thread count or on what else is in the batch.
 //!
 //! The loop over a chunk of parents runs in two phases (see PERFORMANCE.md): phase one reads
-//! each parent's offsets (prefetching those of parents a few places ahead) and writes the
-//! drawn absolute edge positions into a scratch array; phase two gathers the neighbour ids,
-//! prefetching about 16 positions ahead, so many cache misses are in flight at once.
+//! each parent's offsets (prefetching those of parents a few places ahead), writes the drawn
+//! absolute edge positions into a scratch array and prefetches them into L2; phase two gathers
+//! the neighbour ids, by which time most of those misses have been served. On several threads
+//! a batch is shared out by groups of seeds, each running all its hops, since a seed's subtree
+//! depends on that seed alone.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
@@ -70,8 +72,11 @@ pub struct Hop {
     pub nodes: Vec<u32>,
 }
 
-/// Parents per parallel task: small enough to spread a 1024-seed hop over threads.
+/// Parents per phase-one/phase-two pass, and per parallel task within one hop.
 const CHUNK: usize = 256;
+/// Seeds per parallel task when a batch is shared out by seed: a 1024-seed batch makes 16
+/// tasks, enough to balance two or four threads.
+const GROUP: usize = 64;
 /// How far ahead phase one prefetches parent offsets.
 const PREFETCH_OFFSETS: usize = 8;
 /// How far ahead phase two prefetches neighbour ids.
@@ -517,30 +522,57 @@ pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>>
         }
     };
 
-    let mut hops: Vec<Hop> = Vec::with_capacity(fanouts.len());
-    let mut roots: Vec<u32> = spec.seeds.to_vec();
-    for (h, &fanout) in fanouts.iter().enumerate() {
-        let parents: &[u32] = hops.last().map_or(spec.seeds, |hop| &hop.nodes);
-        let parent_side = if h % 2 == 0 {
-            spec.side
-        } else {
-            spec.side.other()
-        };
-        let ctx = HopCtx {
-            csr: graph.csr(parent_side),
-            key: HopKey::new(spec.seed, spec.epoch, h as u32, parent_side.index()),
-            fanout,
-            strategy: spec.strategy,
-            drop_root: h % 2 == 1,
-            exclude: exclude
-                .as_ref()
-                .map(|(by_user, by_item)| match parent_side {
-                    Side::User => by_user,
-                    Side::Item => by_item,
-                }),
-        };
-        let process = |(p, r): (&[u32], &[u32])| sample_chunk(&ctx, p, r);
-        let chunks: Vec<(Vec<u32>, Vec<u32>)> = if on_caller() || parents.len() <= CHUNK {
+    let contexts: Vec<HopCtx<'_>> = fanouts
+        .iter()
+        .enumerate()
+        .map(|(h, &fanout)| {
+            let parent_side = if h % 2 == 0 {
+                spec.side
+            } else {
+                spec.side.other()
+            };
+            HopCtx {
+                csr: graph.csr(parent_side),
+                key: HopKey::new(spec.seed, spec.epoch, h as u32, parent_side.index()),
+                fanout,
+                strategy: spec.strategy,
+                drop_root: h % 2 == 1,
+                exclude: exclude
+                    .as_ref()
+                    .map(|(by_user, by_item)| match parent_side {
+                        Side::User => by_user,
+                        Side::Item => by_item,
+                    }),
+            }
+        })
+        .collect();
+    if on_caller() {
+        return Ok(sample_group(&contexts, spec.seeds, false));
+    }
+    if spec.seeds.len() < 2 * GROUP {
+        // Too few seeds to share out: parallelise within each hop instead.
+        return Ok(sample_group(&contexts, spec.seeds, true));
+    }
+    // Every seed's subtree depends on that seed alone, so groups of seeds run all their hops
+    // independently, one task each, and their hops concatenate into the batch's: no barrier
+    // between hops, where a thread would wait for the other.
+    let groups: Vec<Vec<Hop>> = spec
+        .seeds
+        .par_chunks(GROUP)
+        .map(|seeds| sample_group(&contexts, seeds, false))
+        .collect();
+    Ok(join_groups(&groups, contexts.len()))
+}
+
+/// Samples every hop of `seeds`; within a hop, chunks of parents run in parallel when
+/// `parallel`.
+fn sample_group(contexts: &[HopCtx<'_>], seeds: &[u32], parallel: bool) -> Vec<Hop> {
+    let mut hops: Vec<Hop> = Vec::with_capacity(contexts.len());
+    let mut roots: Vec<u32> = seeds.to_vec();
+    for (h, ctx) in contexts.iter().enumerate() {
+        let parents: &[u32] = hops.last().map_or(seeds, |hop| &hop.nodes);
+        let process = |(p, r): (&[u32], &[u32])| sample_chunk(ctx, p, r);
+        let chunks: Vec<(Vec<u32>, Vec<u32>)> = if !parallel || parents.len() <= CHUNK {
             parents
                 .chunks(CHUNK)
                 .zip(roots.chunks(CHUNK))
@@ -553,7 +585,7 @@ pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>>
                 .map(process)
                 .collect()
         };
-        let last = h + 1 == fanouts.len();
+        let last = h + 1 == contexts.len();
         let total: usize = chunks.iter().map(|(_, nodes)| nodes.len()).sum();
         let mut offsets = Vec::with_capacity(parents.len() + 1);
         let mut nodes = Vec::with_capacity(total);
@@ -575,7 +607,26 @@ pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>>
         roots = next_roots;
         hops.push(Hop { offsets, nodes });
     }
-    Ok(hops)
+    hops
+}
+
+/// Concatenates the hops of consecutive seed groups into the hops of the whole batch.
+fn join_groups(groups: &[Vec<Hop>], num_hops: usize) -> Vec<Hop> {
+    (0..num_hops)
+        .map(|h| {
+            let parents: usize = groups.iter().map(|g| g[h].offsets.len() - 1).sum();
+            let children: usize = groups.iter().map(|g| g[h].nodes.len()).sum();
+            let mut offsets = Vec::with_capacity(parents + 1);
+            let mut nodes = Vec::with_capacity(children);
+            offsets.push(0i64);
+            for group in groups {
+                let base = nodes.len() as i64;
+                offsets.extend(group[h].offsets[1..].iter().map(|&o| o + base));
+                nodes.extend_from_slice(&group[h].nodes);
+            }
+            Hop { offsets, nodes }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -664,6 +715,14 @@ mod tests {
             sample(&g, &spec(&[0, 1, 2, 3, 4], &[4, 3, 2]))
         })??;
         assert_eq!(together, on_two);
+        // Enough seeds to be shared out by group: the same hops as one thread.
+        let many: Vec<u32> = (0..300).map(|j| j % 5).collect();
+        let serial =
+            crate::parallel::with_threads(Some(1), || sample(&g, &spec(&many, &[4, 3, 2])))??;
+        let grouped =
+            crate::parallel::with_threads(Some(2), || sample(&g, &spec(&many, &[4, 3, 2])))??;
+        assert_eq!(serial, grouped);
+        assert_eq!(serial[0].offsets.len(), 301);
         Ok(())
     }
 
