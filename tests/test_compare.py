@@ -152,3 +152,49 @@ def test_unknown_model_lists_the_known_ones() -> None:
     with pytest.raises(KeyError, match="lightgcn"):
         get_model("no_such_model")
     assert {"popularity", "mf", "lightgcn"} <= set(known_models())
+
+
+def test_finished_runs_are_reused_and_changed_settings_retrain(tmp_path) -> None:
+    graph = community_graph(num_users=120, num_items=50, seed=2)
+    messages: list[str] = []
+
+    def compare(mf_config: dict, seeds: list[int]):
+        with single_thread():
+            return run_compare(
+                graph,
+                ["popularity", "mf"],
+                seeds=seeds,
+                out_dir=tmp_path,
+                dataset_name="community",
+                configs={"mf": mf_config},
+                device="cpu",
+                log=messages.append,
+            )
+
+    first = compare(TINY, [0])
+    marker = tmp_path / "runs" / "mf" / "seed0" / "compare_run.json"
+    written = marker.stat().st_mtime_ns
+    # An interrupted or split compare: seed 0 is on disk, seed 1 is new.
+    messages.clear()
+    both = compare(TINY, [0, 1])
+    assert [m.split(" (")[0] for m in messages if not m.startswith("  ")] == [
+        "reusing popularity",
+        "training popularity",
+        "reusing mf",
+        "training mf",
+    ]
+    assert marker.stat().st_mtime_ns == written
+    reused = both.runs_of("mf")[0]
+    original = first.runs_of("mf")[0]
+    np.testing.assert_array_equal(
+        reused.result.per_user["ndcg@10"], original.result.per_user["ndcg@10"]
+    )
+    assert reused.train_seconds == original.train_seconds
+    assert reused.history == original.history and reused.geometry == original.geometry
+    # Another config is another experiment: mf trains again, popularity is still reused.
+    messages.clear()
+    compare({**TINY, "dim": 8}, [0])
+    assert [m.split(" (")[0] for m in messages if not m.startswith("  ")] == [
+        "reusing popularity",
+        "training mf",
+    ]

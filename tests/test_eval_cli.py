@@ -87,3 +87,25 @@ def test_bad_arguments_are_one_line_errors(compared, tmp_path) -> None:
     assert bad.exit_code == 1 and "run.json" in bad.output
     bad = runner.invoke(main, ["evaluate", str(root / "out" / "runs" / "mf" / "seed0"), "--k", "x"])
     assert bad.exit_code == 2 and "--k" in bad.output
+
+
+def test_compare_resumes_unless_fresh(compared) -> None:
+    root, _ = compared
+    args = [
+        "compare",
+        "--dataset", str(root / "data"),
+        "--models", "popularity,mf",
+        "--seeds", "0,1",
+        "--config", f"mf={root / 'mf.yaml'}",
+        "--out", str(root / "out"),
+        "--k", "5,10",
+        "--no-plots",
+    ]  # fmt: skip
+    runner = CliRunner()
+    with single_thread():
+        again = runner.invoke(main, args)
+        fresh = runner.invoke(main, [*args, "--fresh", "--models", "popularity"])
+    assert again.exit_code == 0, again.output
+    assert again.output.count("reusing ") == 4 and "training " not in again.output
+    assert fresh.exit_code == 0, fresh.output
+    assert "reusing " not in fresh.output and fresh.output.count("training popularity") == 2

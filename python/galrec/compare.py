@@ -9,7 +9,9 @@ metrics, training and evaluation times, alignment/uniformity of the representati
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,6 +34,9 @@ from galrec.evaluate import (
 from galrec.registry import TrainRequest, default_config, get_model
 
 PRIMARY_METRIC = "ndcg@10"
+# Written into a run directory once its test evaluation is on disk; a later compare with the
+# same settings reuses the run instead of training it again.
+FINISHED_FILE = "compare_run.json"
 
 
 @dataclass
@@ -229,21 +234,43 @@ def run_compare(
     device: str = "auto",
     num_negatives: int | None = None,
     progress: bool = False,
+    reuse: bool = True,
     log: Any = print,
 ) -> Comparison:
     """Train every model with every seed, evaluate on test, keep per-user results on disk.
 
     ``configs`` maps a model name to its options; models without an entry use their packaged
     ``configs/<name>.yaml``. With ``num_negatives`` the evaluation is sampled (and says so).
+    With ``reuse``, a run already finished in ``out_dir`` with the same config, data and
+    protocol is read back instead of trained again: an interrupted compare picks up where it
+    stopped, and seeds run by separate commands into one ``out_dir`` combine into one table.
     """
     out_dir = Path(out_dir)
     specs = [get_model(name) for name in models]  # unknown names fail before any training
     dev = str(resolve_device(device))
+    stats = _dataset_stats(dataset)
     runs: list[ModelRun] = []
     for spec in specs:
         config = (configs or {}).get(spec.name, default_config(spec.name))
         for seed in seeds:
             run_dir = out_dir / "runs" / spec.name / f"seed{seed}"
+            settings = _normalised(
+                {
+                    "config": config,
+                    "dataset": dataset_name,
+                    "dataset_stats": stats,
+                    "ks": sorted(set(ks)),
+                    "num_negatives": num_negatives,
+                }
+            )
+            finished = _finished_run(run_dir, spec.name, seed, settings) if reuse else None
+            if finished is not None:
+                log(
+                    f"reusing {spec.name} (seed {seed}): finished with the same settings in "
+                    f"{run_dir}; {PRIMARY_METRIC} = {finished.result.metrics[PRIMARY_METRIC]:.4f}"
+                )
+                runs.append(finished)
+                continue
             log(f"training {spec.name} (seed {seed}) ...")
             trained = spec.train(
                 TrainRequest(
@@ -278,30 +305,80 @@ def run_compare(
                 f"{result.metrics[PRIMARY_METRIC]:.4f} ({result.label}); "
                 f"train {trained.train_seconds:.1f}s, eval {result.seconds:.1f}s"
             )
-            runs.append(
-                ModelRun(
-                    model=spec.name,
-                    seed=seed,
-                    result=result,
-                    history=trained.history,
-                    train_seconds=trained.train_seconds,
-                    geometry=geometry,
-                    run_dir=run_dir,
-                )
+            run = ModelRun(
+                model=spec.name,
+                seed=seed,
+                result=result,
+                history=trained.history,
+                train_seconds=trained.train_seconds,
+                geometry=geometry,
+                run_dir=run_dir,
             )
+            _mark_finished(run, settings)
+            runs.append(run)
     return Comparison(
         dataset=dataset_name,
         runs=runs,
         seeds=list(seeds),
         ks=tuple(sorted(set(ks))),
         device=dev,
-        dataset_stats={
-            "users": dataset.num_users,
-            "items": dataset.num_items,
-            "train": len(dataset.train.users),
-            "valid": len(dataset.valid.users),
-            "test": len(dataset.test.users),
-        },
+        dataset_stats=stats,
+    )
+
+
+def _dataset_stats(dataset: SplitDataset) -> dict[str, int]:
+    return {
+        "users": dataset.num_users,
+        "items": dataset.num_items,
+        "train": len(dataset.train.users),
+        "valid": len(dataset.valid.users),
+        "test": len(dataset.test.users),
+    }
+
+
+def _normalised(value: Any) -> Any:
+    """``value`` as it reads back from JSON (tuples become lists), for comparing settings."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def _mark_finished(run: ModelRun, settings: Any) -> None:
+    """Record a finished run next to its test evaluation, atomically (temp file + rename)."""
+    assert run.run_dir is not None
+    record = {
+        "model": run.model,
+        "seed": run.seed,
+        "settings": settings,
+        "train_seconds": run.train_seconds,
+        "history": run.history,
+        "geometry": dataclasses.asdict(run.geometry) if run.geometry else None,
+    }
+    path = run.run_dir / FINISHED_FILE
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(record, indent=2) + "\n")
+    os.replace(temporary, path)
+
+
+def _finished_run(run_dir: Path, model: str, seed: int, settings: Any) -> ModelRun | None:
+    """The run finished in ``run_dir`` with exactly these settings, or None."""
+    path = run_dir / FINISHED_FILE
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if (record.get("model"), record.get("seed"), record.get("settings")) != (
+        model,
+        seed,
+        settings,
+    ):
+        return None
+    geometry = record.get("geometry")
+    return ModelRun(
+        model=model,
+        seed=seed,
+        result=EvalResult.load(run_dir / "eval_test"),
+        history=record["history"],
+        train_seconds=record["train_seconds"],
+        geometry=AlignmentUniformity(**geometry) if geometry else None,
+        run_dir=run_dir,
     )
 
 

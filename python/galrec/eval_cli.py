@@ -179,6 +179,12 @@ def evaluate_command(
     help="torch CPU threads (1 is fastest for small models on a busy machine).",
 )
 @click.option("--plots/--no-plots", default=True, show_default=True)
+@click.option(
+    "--fresh",
+    is_flag=True,
+    help="Train every run again, even one already finished in --out with the same settings "
+    "(by default such runs are reused, so an interrupted compare resumes).",
+)
 def compare_command(
     dataset: str,
     models: str,
@@ -191,8 +197,12 @@ def compare_command(
     device: str,
     threads: int | None,
     plots: bool,
+    fresh: bool,
 ) -> None:
     """Train and evaluate models over seeds; write a Markdown table, JSON and plots.
+
+    Runs already finished in the output directory with the same settings are reused, so a
+    killed compare resumes, and seeds run by separate commands combine into one table.
 
     \b
     Example:
@@ -251,6 +261,7 @@ def compare_command(
             device=device,
             num_negatives=num_negatives,
             progress=sys.stderr.isatty(),
+            reuse=not fresh,
             log=click.echo,
         )
     except ValueError as error:
