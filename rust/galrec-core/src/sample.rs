@@ -10,7 +10,9 @@
 //! The loop over a chunk of parents runs in two phases (see PERFORMANCE.md): phase one reads
 //! each parent's offsets (prefetching those of parents a few places ahead), writes the drawn
 //! absolute edge positions into a scratch array and prefetches them into L2; phase two gathers
-//! the neighbour ids, by which time most of those misses have been served. On several threads
+//! the neighbour ids, by which time most of those misses have been served. A parent seen
+//! earlier in the hop copies its first draw (the draw depends on the node alone), which at
+//! hop 2 of a power-law graph skips about half the work. On several threads
 //! a batch is shared out by groups of seeds, each running all its hops, since a seed's subtree
 //! depends on that seed alone.
 
@@ -74,15 +76,12 @@ pub struct Hop {
 
 /// Parents per phase-one/phase-two pass, and per parallel task within one hop.
 const CHUNK: usize = 256;
-/// Seeds per parallel task when a batch is shared out by seed: a 1024-seed batch makes 16
-/// tasks, enough to balance two or four threads.
+/// The fewest seeds per parallel task when a batch is shared out by groups of seeds.
 const GROUP: usize = 64;
 /// How far ahead phase one prefetches parent offsets.
 const PREFETCH_OFFSETS: usize = 8;
 /// How far ahead phase two prefetches neighbour ids.
 const PREFETCH_GATHER: usize = 16;
-/// Entries of the per-chunk table of recently drawn parents (a power of two).
-const REUSE_SLOTS: usize = 64;
 /// Up to this many draws, Floyd's algorithm checks membership by a linear scan.
 const SMALL_DRAW: usize = 32;
 
@@ -358,88 +357,154 @@ fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch
     removal
 }
 
-/// Samples the children of one chunk of parents; returns (children per parent, children).
-fn sample_chunk(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, Vec<u32>) {
+/// Which parents of one hop were drawn already: an open-addressing table from node to the
+/// index of its first occurrence. A node's draw depends only on the node (its stream, list
+/// and exclusions), so a repeated parent (popular items are, at hop 2: about half of a
+/// 1024-seed batch's hop-2 parents) copies the earlier draw instead of drawing and gathering.
+#[derive(Default)]
+struct Memo {
+    nodes: Vec<u32>,
+    firsts: Vec<u32>,
+    /// The slots in use, cleared by [`Memo::reset`] (cheaper than clearing the table).
+    used: Vec<u32>,
+    shift: u32,
+}
+
+impl Memo {
+    /// Node ids are below `u32::MAX` (checked against the graph), so it marks a free slot.
+    const FREE: u32 = u32::MAX;
+
+    /// Empties the table and sizes it for `parents` insertions (at most half full).
+    fn reset(&mut self, parents: usize) {
+        for &slot in &self.used {
+            self.nodes[slot as usize] = Self::FREE;
+        }
+        self.used.clear();
+        let size = (2 * parents).max(16).next_power_of_two();
+        if self.nodes.len() < size {
+            self.nodes = vec![Self::FREE; size];
+            self.firsts = vec![0; size];
+        }
+        self.shift = 64 - size.trailing_zeros();
+    }
+
+    /// The first occurrence of `node`, or `None` after recording `index` as it.
+    #[inline]
+    fn first_or_insert(&mut self, node: u32, index: u32) -> Option<u32> {
+        let mask = (1usize << (64 - self.shift)) - 1;
+        let mut slot = (u64::from(node).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize;
+        loop {
+            match self.nodes[slot] {
+                seen if seen == node => return Some(self.firsts[slot]),
+                Self::FREE => {
+                    self.nodes[slot] = node;
+                    self.firsts[slot] = index;
+                    self.used.push(slot as u32);
+                    return None;
+                }
+                _ => slot = (slot + 1) & mask,
+            }
+        }
+    }
+}
+
+/// Working memory of [`sample_hop`], kept per thread between calls: fresh buffers of this
+/// size would be fresh pages from the kernel, zeroed on every batch.
+#[derive(Default)]
+struct HopBuffers {
+    memo: Memo,
+    plans: Vec<Plan>,
+    drawn: Vec<u32>,
+    pos: Vec<u64>,
+    scratch: Scratch,
+}
+
+thread_local! {
+    static HOP_BUFFERS: std::cell::RefCell<HopBuffers> = std::cell::RefCell::default();
+}
+
+/// Samples the children of `parents` (one hop, in order); returns (children per parent,
+/// children). Works through the parents in chunks: phase one for a chunk, then phase two,
+/// then the next chunk; phase three (dropping roots) runs once over the hop.
+fn sample_hop(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    HOP_BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
+        Ok(mut buffers) => sample_hop_with(ctx, parents, roots, &mut buffers),
+        // Not reached (nothing below calls back into sampling), but never worth a panic.
+        Err(_) => sample_hop_with(ctx, parents, roots, &mut HopBuffers::default()),
+    })
+}
+
+fn sample_hop_with(
+    ctx: &HopCtx<'_>,
+    parents: &[u32],
+    roots: &[u32],
+    buffers: &mut HopBuffers,
+) -> (Vec<u32>, Vec<u32>) {
     let offsets = ctx.csr.offsets;
     let neighbors = ctx.csr.neighbors;
-    let mut scratch = Scratch::default();
-    let mut pos = Vec::with_capacity(parents.len() * ctx.fanout.unwrap_or(16).min(64));
-    let mut plans: Vec<Plan> = Vec::with_capacity(parents.len());
-    // A node's draw depends only on the node (its stream, list and exclusions), so a parent
-    // repeated in the chunk (popular items are, at hop 2) copies its earlier draw. A small
-    // direct-mapped table remembers recent parents: (node, plan index).
-    let mut recent = [(u32::MAX, 0u32); REUSE_SLOTS];
-    for (j, &node) in parents.iter().enumerate() {
-        if let Some(&ahead) = parents.get(j + PREFETCH_OFFSETS) {
-            prefetch(offsets.as_ptr().wrapping_add(ahead as usize));
+    let HopBuffers {
+        memo,
+        plans,
+        drawn,
+        pos,
+        scratch,
+    } = buffers;
+    memo.reset(parents.len());
+    // One plan per parent, indexing `drawn`: the gathered draws of first occurrences.
+    plans.clear();
+    drawn.clear();
+    for (c, chunk) in parents.chunks(CHUNK).enumerate() {
+        pos.clear();
+        let base = drawn.len();
+        for (i, &node) in chunk.iter().enumerate() {
+            let j = c * CHUNK + i;
+            if let Some(&ahead) = parents.get(j + PREFETCH_OFFSETS) {
+                prefetch(offsets.as_ptr().wrapping_add(ahead as usize));
+            }
+            let plan = match memo.first_or_insert(node, j as u32) {
+                Some(first) => plans[first as usize],
+                None => {
+                    let start = pos.len();
+                    let removal = choose(ctx, node, pos, scratch);
+                    Plan {
+                        start: base + start,
+                        len: pos.len() - start,
+                        removal,
+                    }
+                }
+            };
+            plans.push(plan);
         }
-        let start = pos.len();
-        let slot = (node.wrapping_mul(0x9e37_79b9) >> (32 - REUSE_SLOTS.trailing_zeros())) as usize;
-        let removal = match recent[slot] {
-            (seen, plan) if seen == node => {
-                let earlier: Plan = plans[plan as usize];
-                pos.extend_from_within(earlier.start..earlier.start + earlier.len);
-                earlier.removal
-            }
-            _ => {
-                recent[slot] = (node, j as u32);
-                choose(ctx, node, &mut pos, &mut scratch)
-            }
-        };
-        plans.push(Plan {
-            start,
-            len: pos.len() - start,
-            removal,
-        });
-    }
-    let mut gathered: Vec<u32> = pos
-        .iter()
-        .enumerate()
-        .map(|(s, &p)| {
+        drawn.extend(pos.iter().enumerate().map(|(s, &p)| {
             if let Some(&ahead) = pos.get(s + PREFETCH_GATHER) {
                 prefetch(neighbors.as_ptr().wrapping_add(ahead as usize));
             }
             neighbors[p as usize]
-        })
-        .collect();
-    if !ctx.drop_root {
-        let counts = plans.iter().map(|p| p.len as u32).collect();
-        return (counts, gathered);
+        }));
     }
-    // Phase three, in place: every plan's run starts at or after what has been kept so far.
+    let counts_hint = plans.iter().map(|p| p.len).sum::<usize>();
+    let drawn: &[u32] = drawn;
     let mut counts = Vec::with_capacity(plans.len());
-    let mut kept = 0usize;
+    let mut nodes = Vec::with_capacity(counts_hint);
     for (plan, &root) in plans.iter().zip(roots) {
-        let drawn = plan.start..plan.start + plan.len;
-        let drop_at = match plan.removal {
-            Removal::Nothing => None,
-            Removal::Root => {
-                let before = kept;
-                for r in drawn {
-                    let v = gathered[r];
-                    gathered[kept] = v;
-                    kept += usize::from(v != root);
-                }
-                counts.push((kept - before) as u32);
-                continue;
-            }
+        let run = &drawn[plan.start..plan.start + plan.len];
+        let before = nodes.len();
+        match plan.removal {
+            Removal::Nothing => nodes.extend_from_slice(run),
+            Removal::Root => nodes.extend(run.iter().copied().filter(|&v| v != root)),
             // At most one root among distinct draws; without it, the fallback entry goes.
-            Removal::RootOr(fallback) => Some(
-                gathered[drawn.clone()]
+            Removal::RootOr(fallback) => {
+                let drop_at = run
                     .iter()
                     .position(|&v| v == root)
-                    .unwrap_or(fallback as usize),
-            ),
-        };
-        let before = kept;
-        for (i, r) in drawn.enumerate() {
-            gathered[kept] = gathered[r];
-            kept += usize::from(Some(i) != drop_at);
+                    .unwrap_or(fallback as usize);
+                nodes.extend_from_slice(&run[..drop_at]);
+                nodes.extend_from_slice(&run[drop_at + 1..]);
+            }
         }
-        counts.push((kept - before) as u32);
+        counts.push((nodes.len() - before) as u32);
     }
-    gathered.truncate(kept);
-    (counts, gathered)
+    (counts, nodes)
 }
 
 fn check_ids(argument: &str, ids: &[u32], graph: &BipartiteGraph, side: Side) -> Result<()> {
@@ -555,10 +620,16 @@ pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>>
     }
     // Every seed's subtree depends on that seed alone, so groups of seeds run all their hops
     // independently, one task each, and their hops concatenate into the batch's: no barrier
-    // between hops, where a thread would wait for the other.
+    // between hops, where a thread would wait for the other. Two groups per thread balance
+    // the load; larger groups find more repeated parents to copy.
+    let group = spec
+        .seeds
+        .len()
+        .div_ceil(2 * crate::parallel::num_threads())
+        .max(GROUP);
     let groups: Vec<Vec<Hop>> = spec
         .seeds
-        .par_chunks(GROUP)
+        .par_chunks(group)
         .map(|seeds| sample_group(&contexts, seeds, false))
         .collect();
     Ok(join_groups(&groups, contexts.len()))
@@ -571,13 +642,9 @@ fn sample_group(contexts: &[HopCtx<'_>], seeds: &[u32], parallel: bool) -> Vec<H
     let mut roots: Vec<u32> = seeds.to_vec();
     for (h, ctx) in contexts.iter().enumerate() {
         let parents: &[u32] = hops.last().map_or(seeds, |hop| &hop.nodes);
-        let process = |(p, r): (&[u32], &[u32])| sample_chunk(ctx, p, r);
+        let process = |(p, r): (&[u32], &[u32])| sample_hop(ctx, p, r);
         let chunks: Vec<(Vec<u32>, Vec<u32>)> = if !parallel || parents.len() <= CHUNK {
-            parents
-                .chunks(CHUNK)
-                .zip(roots.chunks(CHUNK))
-                .map(process)
-                .collect()
+            vec![sample_hop(ctx, parents, &roots)]
         } else {
             parents
                 .par_chunks(CHUNK)
@@ -588,13 +655,11 @@ fn sample_group(contexts: &[HopCtx<'_>], seeds: &[u32], parallel: bool) -> Vec<H
         let last = h + 1 == contexts.len();
         let total: usize = chunks.iter().map(|(_, nodes)| nodes.len()).sum();
         let mut offsets = Vec::with_capacity(parents.len() + 1);
-        let mut nodes = Vec::with_capacity(total);
         let mut next_roots = Vec::with_capacity(if last { 0 } else { total });
         offsets.push(0i64);
         let mut end = 0i64;
         let mut parent = 0usize;
-        for (counts, chunk_nodes) in &chunks {
-            nodes.extend_from_slice(chunk_nodes);
+        for (counts, _) in &chunks {
             for &c in counts {
                 end += i64::from(c);
                 offsets.push(end);
@@ -604,6 +669,19 @@ fn sample_group(contexts: &[HopCtx<'_>], seeds: &[u32], parallel: bool) -> Vec<H
                 parent += 1;
             }
         }
+        let nodes = if chunks.len() == 1 {
+            chunks
+                .into_iter()
+                .next()
+                .map(|(_, nodes)| nodes)
+                .unwrap_or_default()
+        } else {
+            let mut nodes = Vec::with_capacity(total);
+            for (_, chunk_nodes) in &chunks {
+                nodes.extend_from_slice(chunk_nodes);
+            }
+            nodes
+        };
         roots = next_roots;
         hops.push(Hop { offsets, nodes });
     }
@@ -724,6 +802,51 @@ mod tests {
         assert_eq!(serial, grouped);
         assert_eq!(serial[0].offsets.len(), 301);
         Ok(())
+    }
+
+    /// The subtree of seed `j`: its children at every hop.
+    fn subtree(hops: &[Hop], j: usize) -> Vec<Vec<u32>> {
+        let (mut lo, mut hi) = (j, j + 1);
+        hops.iter()
+            .map(|hop| {
+                (lo, hi) = (hop.offsets[lo] as usize, hop.offsets[hi] as usize);
+                hop.nodes[lo..hi].to_vec()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn repeated_parents_match_their_own_draws() -> Result<()> {
+        // Items 0..6 are hop-2 parents of several seeds, each with its own root to drop.
+        let g = graph()?;
+        let seeds = [0, 1, 2, 3, 0, 1, 4, 2, 3, 4];
+        let together = sample(&g, &spec(&seeds, &[6, 3, 2]))?;
+        for (j, &seed) in seeds.iter().enumerate() {
+            let alone = sample(&g, &spec(&[seed], &[6, 3, 2]))?;
+            assert_eq!(
+                subtree(&together, j),
+                subtree(&alone, 0),
+                "seed {seed} at {j}"
+            );
+            assert!(!subtree(&together, j)[1].contains(&seed));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn memo_finds_first_occurrences_and_resets() {
+        let mut memo = Memo::default();
+        for round in 0..3u32 {
+            memo.reset(100);
+            // 100 distinct nodes (many share a slot), each inserted twice
+            for (i, node) in (0..100u32).map(|n| n * 1024 + round).enumerate() {
+                assert_eq!(memo.first_or_insert(node, i as u32), None);
+                assert_eq!(memo.first_or_insert(node, 999), Some(i as u32));
+            }
+        }
+        memo.reset(3);
+        assert_eq!(memo.first_or_insert(5, 0), None);
+        assert_eq!(memo.first_or_insert(5, 1), Some(0));
     }
 
     #[test]
