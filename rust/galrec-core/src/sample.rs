@@ -10,11 +10,10 @@
 //! The loop over a chunk of parents runs in two phases (see PERFORMANCE.md): phase one reads
 //! each parent's offsets (prefetching those of parents a few places ahead), writes the drawn
 //! absolute edge positions into a scratch array and prefetches them into L2; phase two gathers
-//! the neighbour ids, by which time most of those misses have been served. A parent seen
-//! earlier in the hop copies its first draw (the draw depends on the node alone), which at
-//! hop 2 of a power-law graph skips about half the work. On several threads
-//! a batch is shared out by groups of seeds, each running all its hops, since a seed's subtree
-//! depends on that seed alone.
+//! the neighbour ids, by which time most of those misses have been served. Each distinct
+//! parent of a hop is drawn once (the draw depends on the node alone) and every occurrence
+//! takes a copy, which at hop 2 of a power-law graph skips about half the work; on several
+//! threads the distinct parents, then the copies, are shared out in chunks.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
@@ -74,10 +73,10 @@ pub struct Hop {
     pub nodes: Vec<u32>,
 }
 
-/// Parents per phase-one/phase-two pass, and per parallel task within one hop.
+/// Distinct parents per phase-one/phase-two pass (and per parallel task).
 const CHUNK: usize = 256;
-/// The fewest seeds per parallel task when a batch is shared out by groups of seeds.
-const GROUP: usize = 64;
+/// Parents per parallel task of phase three.
+const EXPAND_CHUNK: usize = 1024;
 /// How far ahead phase one prefetches parent offsets.
 const PREFETCH_OFFSETS: usize = 8;
 /// How far ahead phase two prefetches neighbour ids.
@@ -408,88 +407,92 @@ impl Memo {
     }
 }
 
-/// Working memory of [`sample_hop`], kept per thread between calls: fresh buffers of this
-/// size would be fresh pages from the kernel, zeroed on every batch.
-#[derive(Default)]
-struct HopBuffers {
-    memo: Memo,
-    plans: Vec<Plan>,
-    drawn: Vec<u32>,
-    pos: Vec<u64>,
-    scratch: Scratch,
-}
-
 thread_local! {
-    static HOP_BUFFERS: std::cell::RefCell<HopBuffers> = std::cell::RefCell::default();
+    /// The table of [`distinct_parents`], kept per thread between calls: a fresh table of
+    /// this size would be fresh pages from the kernel, zeroed on every batch.
+    static MEMO: std::cell::RefCell<Memo> = std::cell::RefCell::default();
 }
 
-/// Samples the children of `parents` (one hop, in order); returns (children per parent,
-/// children). Works through the parents in chunks: phase one for a chunk, then phase two,
-/// then the next chunk; phase three (dropping roots) runs once over the hop.
-fn sample_hop(ctx: &HopCtx<'_>, parents: &[u32], roots: &[u32]) -> (Vec<u32>, Vec<u32>) {
-    HOP_BUFFERS.with(|buffers| match buffers.try_borrow_mut() {
-        Ok(mut buffers) => sample_hop_with(ctx, parents, roots, &mut buffers),
-        // Not reached (nothing below calls back into sampling), but never worth a panic.
-        Err(_) => sample_hop_with(ctx, parents, roots, &mut HopBuffers::default()),
+/// The distinct nodes of `parents` in order of first occurrence, and for every parent the
+/// index of its node among them.
+fn distinct_parents(parents: &[u32]) -> (Vec<u32>, Vec<u32>) {
+    let dedupe = |memo: &mut Memo| {
+        memo.reset(parents.len());
+        let mut distinct = Vec::with_capacity(parents.len());
+        let mut first_of = Vec::with_capacity(parents.len());
+        for &node in parents {
+            let next = distinct.len() as u32;
+            first_of.push(memo.first_or_insert(node, next).unwrap_or_else(|| {
+                distinct.push(node);
+                next
+            }));
+        }
+        (distinct, first_of)
+    };
+    MEMO.with(|memo| match memo.try_borrow_mut() {
+        Ok(mut memo) => dedupe(&mut memo),
+        // Not reached (nothing in `dedupe` samples), but never worth a panic.
+        Err(_) => dedupe(&mut Memo::default()),
     })
 }
 
-fn sample_hop_with(
-    ctx: &HopCtx<'_>,
-    parents: &[u32],
-    roots: &[u32],
-    buffers: &mut HopBuffers,
-) -> (Vec<u32>, Vec<u32>) {
+/// Phases one and two for a run of distinct parents: plan `k` covers
+/// `drawn[plans[k].start..][..plans[k].len]`, the draw of `nodes[k]`.
+struct Draws {
+    plans: Vec<Plan>,
+    drawn: Vec<u32>,
+}
+
+fn draw(ctx: &HopCtx<'_>, nodes: &[u32]) -> Draws {
     let offsets = ctx.csr.offsets;
     let neighbors = ctx.csr.neighbors;
-    let HopBuffers {
-        memo,
-        plans,
-        drawn,
-        pos,
-        scratch,
-    } = buffers;
-    memo.reset(parents.len());
-    // One plan per parent, indexing `drawn`: the gathered draws of first occurrences.
-    plans.clear();
-    drawn.clear();
-    for (c, chunk) in parents.chunks(CHUNK).enumerate() {
-        pos.clear();
-        let base = drawn.len();
-        for (i, &node) in chunk.iter().enumerate() {
-            let j = c * CHUNK + i;
-            if let Some(&ahead) = parents.get(j + PREFETCH_OFFSETS) {
-                prefetch(offsets.as_ptr().wrapping_add(ahead as usize));
-            }
-            let plan = match memo.first_or_insert(node, j as u32) {
-                Some(first) => plans[first as usize],
-                None => {
-                    let start = pos.len();
-                    let removal = choose(ctx, node, pos, scratch);
-                    Plan {
-                        start: base + start,
-                        len: pos.len() - start,
-                        removal,
-                    }
-                }
-            };
-            plans.push(plan);
+    let per_parent = ctx.fanout.unwrap_or(16).min(64) + usize::from(ctx.drop_root);
+    let mut scratch = Scratch::default();
+    let mut pos = Vec::with_capacity(nodes.len() * per_parent);
+    let mut plans = Vec::with_capacity(nodes.len());
+    for (k, &node) in nodes.iter().enumerate() {
+        if let Some(&ahead) = nodes.get(k + PREFETCH_OFFSETS) {
+            prefetch(offsets.as_ptr().wrapping_add(ahead as usize));
         }
-        drawn.extend(pos.iter().enumerate().map(|(s, &p)| {
+        let start = pos.len();
+        let removal = choose(ctx, node, &mut pos, &mut scratch);
+        plans.push(Plan {
+            start,
+            len: pos.len() - start,
+            removal,
+        });
+    }
+    let drawn = pos
+        .iter()
+        .enumerate()
+        .map(|(s, &p)| {
             if let Some(&ahead) = pos.get(s + PREFETCH_GATHER) {
                 prefetch(neighbors.as_ptr().wrapping_add(ahead as usize));
             }
             neighbors[p as usize]
-        }));
-    }
-    let counts_hint = plans.iter().map(|p| p.len).sum::<usize>();
-    let drawn: &[u32] = drawn;
-    let mut counts = Vec::with_capacity(plans.len());
-    let mut nodes = Vec::with_capacity(counts_hint);
-    for (plan, &root) in plans.iter().zip(roots) {
-        let run = &drawn[plan.start..plan.start + plan.len];
+        })
+        .collect();
+    Draws { plans, drawn }
+}
+
+/// Phase three for a run of parents (given by their distinct index): each parent's draw,
+/// less its root on hops back to the seeds' side. Returns (children per parent, children).
+fn expand(first_of: &[u32], roots: &[u32], draws: &[Draws]) -> (Vec<u32>, Vec<u32>) {
+    let run_of = |d: u32| {
+        let (chunk, k) = (d as usize / CHUNK, d as usize % CHUNK);
+        let plan = draws[chunk].plans[k];
+        (
+            &draws[chunk].drawn[plan.start..plan.start + plan.len],
+            plan.removal,
+        )
+    };
+    let total = first_of.iter().map(|&d| run_of(d).0.len()).sum();
+    let mut counts = Vec::with_capacity(first_of.len());
+    let mut nodes = Vec::with_capacity(total);
+    for (&d, &root) in first_of.iter().zip(roots) {
+        let (run, removal) = run_of(d);
         let before = nodes.len();
-        match plan.removal {
+        match removal {
             Removal::Nothing => nodes.extend_from_slice(run),
             Removal::Root => nodes.extend(run.iter().copied().filter(|&v| v != root)),
             // At most one root among distinct draws; without it, the fallback entry goes.
@@ -503,6 +506,41 @@ fn sample_hop_with(
             }
         }
         counts.push((nodes.len() - before) as u32);
+    }
+    (counts, nodes)
+}
+
+/// Samples the children of `parents` (one hop, in order); returns (children per parent,
+/// children). Each distinct parent is drawn once, in chunks (phase one, then phase two);
+/// then every parent takes its node's draw (phase three). With `parallel`, the chunks of
+/// both passes are shared out over the pool: every thread draws distinct nodes only, so
+/// two threads do the work of one, split.
+fn sample_hop(
+    ctx: &HopCtx<'_>,
+    parents: &[u32],
+    roots: &[u32],
+    parallel: bool,
+) -> (Vec<u32>, Vec<u32>) {
+    let (distinct, first_of) = distinct_parents(parents);
+    let draws: Vec<Draws> = if parallel && distinct.len() > CHUNK {
+        distinct.par_chunks(CHUNK).map(|c| draw(ctx, c)).collect()
+    } else {
+        distinct.chunks(CHUNK).map(|c| draw(ctx, c)).collect()
+    };
+    if !parallel || parents.len() <= EXPAND_CHUNK {
+        return expand(&first_of, roots, &draws);
+    }
+    let pieces: Vec<(Vec<u32>, Vec<u32>)> = first_of
+        .par_chunks(EXPAND_CHUNK)
+        .zip(roots.par_chunks(EXPAND_CHUNK))
+        .map(|(first_of, roots)| expand(first_of, roots, &draws))
+        .collect();
+    let total = pieces.iter().map(|(_, nodes)| nodes.len()).sum();
+    let mut counts = Vec::with_capacity(parents.len());
+    let mut nodes = Vec::with_capacity(total);
+    for (piece_counts, piece_nodes) in &pieces {
+        counts.extend_from_slice(piece_counts);
+        nodes.extend_from_slice(piece_nodes);
     }
     (counts, nodes)
 }
@@ -611,100 +649,32 @@ pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>>
             }
         })
         .collect();
-    if on_caller() {
-        return Ok(sample_group(&contexts, spec.seeds, false));
-    }
-    if spec.seeds.len() < 2 * GROUP {
-        // Too few seeds to share out: parallelise within each hop instead.
-        return Ok(sample_group(&contexts, spec.seeds, true));
-    }
-    // Every seed's subtree depends on that seed alone, so groups of seeds run all their hops
-    // independently, one task each, and their hops concatenate into the batch's: no barrier
-    // between hops, where a thread would wait for the other. Two groups per thread balance
-    // the load; larger groups find more repeated parents to copy.
-    let group = spec
-        .seeds
-        .len()
-        .div_ceil(2 * crate::parallel::num_threads())
-        .max(GROUP);
-    let groups: Vec<Vec<Hop>> = spec
-        .seeds
-        .par_chunks(group)
-        .map(|seeds| sample_group(&contexts, seeds, false))
-        .collect();
-    Ok(join_groups(&groups, contexts.len()))
+    Ok(sample_hops(&contexts, spec.seeds, !on_caller()))
 }
 
-/// Samples every hop of `seeds`; within a hop, chunks of parents run in parallel when
-/// `parallel`.
-fn sample_group(contexts: &[HopCtx<'_>], seeds: &[u32], parallel: bool) -> Vec<Hop> {
+/// Samples every hop of `seeds`, hop by hop.
+fn sample_hops(contexts: &[HopCtx<'_>], seeds: &[u32], parallel: bool) -> Vec<Hop> {
     let mut hops: Vec<Hop> = Vec::with_capacity(contexts.len());
     let mut roots: Vec<u32> = seeds.to_vec();
     for (h, ctx) in contexts.iter().enumerate() {
         let parents: &[u32] = hops.last().map_or(seeds, |hop| &hop.nodes);
-        let process = |(p, r): (&[u32], &[u32])| sample_hop(ctx, p, r);
-        let chunks: Vec<(Vec<u32>, Vec<u32>)> = if !parallel || parents.len() <= CHUNK {
-            vec![sample_hop(ctx, parents, &roots)]
-        } else {
-            parents
-                .par_chunks(CHUNK)
-                .zip(roots.par_chunks(CHUNK))
-                .map(process)
-                .collect()
-        };
+        let (counts, nodes) = sample_hop(ctx, parents, &roots, parallel);
         let last = h + 1 == contexts.len();
-        let total: usize = chunks.iter().map(|(_, nodes)| nodes.len()).sum();
         let mut offsets = Vec::with_capacity(parents.len() + 1);
-        let mut next_roots = Vec::with_capacity(if last { 0 } else { total });
+        let mut next_roots = Vec::with_capacity(if last { 0 } else { nodes.len() });
         offsets.push(0i64);
         let mut end = 0i64;
-        let mut parent = 0usize;
-        for (counts, _) in &chunks {
-            for &c in counts {
-                end += i64::from(c);
-                offsets.push(end);
-                if !last {
-                    next_roots.extend(std::iter::repeat(roots[parent]).take(c as usize));
-                }
-                parent += 1;
+        for (&c, &root) in counts.iter().zip(&roots) {
+            end += i64::from(c);
+            offsets.push(end);
+            if !last {
+                next_roots.extend(std::iter::repeat(root).take(c as usize));
             }
         }
-        let nodes = if chunks.len() == 1 {
-            chunks
-                .into_iter()
-                .next()
-                .map(|(_, nodes)| nodes)
-                .unwrap_or_default()
-        } else {
-            let mut nodes = Vec::with_capacity(total);
-            for (_, chunk_nodes) in &chunks {
-                nodes.extend_from_slice(chunk_nodes);
-            }
-            nodes
-        };
         roots = next_roots;
         hops.push(Hop { offsets, nodes });
     }
     hops
-}
-
-/// Concatenates the hops of consecutive seed groups into the hops of the whole batch.
-fn join_groups(groups: &[Vec<Hop>], num_hops: usize) -> Vec<Hop> {
-    (0..num_hops)
-        .map(|h| {
-            let parents: usize = groups.iter().map(|g| g[h].offsets.len() - 1).sum();
-            let children: usize = groups.iter().map(|g| g[h].nodes.len()).sum();
-            let mut offsets = Vec::with_capacity(parents + 1);
-            let mut nodes = Vec::with_capacity(children);
-            offsets.push(0i64);
-            for group in groups {
-                let base = nodes.len() as i64;
-                offsets.extend(group[h].offsets[1..].iter().map(|&o| o + base));
-                nodes.extend_from_slice(&group[h].nodes);
-            }
-            Hop { offsets, nodes }
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -793,13 +763,13 @@ mod tests {
             sample(&g, &spec(&[0, 1, 2, 3, 4], &[4, 3, 2]))
         })??;
         assert_eq!(together, on_two);
-        // Enough seeds to be shared out by group: the same hops as one thread.
+        // Enough parents to be shared out in chunks at every hop: the same hops as one thread.
         let many: Vec<u32> = (0..300).map(|j| j % 5).collect();
         let serial =
             crate::parallel::with_threads(Some(1), || sample(&g, &spec(&many, &[4, 3, 2])))??;
-        let grouped =
+        let shared =
             crate::parallel::with_threads(Some(2), || sample(&g, &spec(&many, &[4, 3, 2])))??;
-        assert_eq!(serial, grouped);
+        assert_eq!(serial, shared);
         assert_eq!(serial[0].offsets.len(), 301);
         Ok(())
     }
