@@ -21,20 +21,22 @@ def compared(tmp_path_factory):
     (root / "mf.yaml").write_text(TINY_MF)
     runner = CliRunner()
     with single_thread():
-        result = runner.invoke(
-            main,
-            [
-                "compare",
-                "--dataset", str(root / "data"),
-                "--models", "popularity,mf",
-                "--seeds", "0,1",
-                "--config", f"mf={root / 'mf.yaml'}",
-                "--out", str(root / "out"),
-                "--k", "5,10",
-            ],
-        )  # fmt: skip
+        result = runner.invoke(main, compare_args(root))
     assert result.exit_code == 0, result.output
     return root, result.output
+
+
+def compare_args(root) -> list[str]:
+    """The compare command of the module's runs: popularity and MF, two seeds."""
+    return [
+        "compare",
+        "--dataset", str(root / "data"),
+        "--models", "popularity,mf",
+        "--seeds", "0,1",
+        "--config", f"mf={root / 'mf.yaml'}",
+        "--out", str(root / "out"),
+        "--k", "5,10",
+    ]  # fmt: skip
 
 
 def test_compare_writes_table_report_and_plots(compared) -> None:
@@ -91,16 +93,7 @@ def test_bad_arguments_are_one_line_errors(compared, tmp_path) -> None:
 
 def test_compare_resumes_unless_fresh(compared) -> None:
     root, _ = compared
-    args = [
-        "compare",
-        "--dataset", str(root / "data"),
-        "--models", "popularity,mf",
-        "--seeds", "0,1",
-        "--config", f"mf={root / 'mf.yaml'}",
-        "--out", str(root / "out"),
-        "--k", "5,10",
-        "--no-plots",
-    ]  # fmt: skip
+    args = [*compare_args(root), "--no-plots"]
     runner = CliRunner()
     with single_thread():
         again = runner.invoke(main, args)
