@@ -92,6 +92,29 @@ def test_paired_test_detects_a_real_difference_and_not_a_null_one() -> None:
         paired_test(better, [other_users], "ndcg@10")
 
 
+def test_pairwise_tests_the_reference_against_every_other_model() -> None:
+    rng = np.random.default_rng(1)
+    base = rng.random(200)
+    runs = [
+        fixed_run("lightgcn", 0, list(base + 0.2)),
+        fixed_run("id_lm", 0, list(base)),
+        fixed_run("gal_rec", 0, list(base + 0.05 + rng.normal(0, 0.01, 200))),
+        fixed_run("popularity", 0, list(base * 0.5)),
+    ]
+    pairs = Comparison(dataset="d", runs=runs, seeds=[0]).pairwise()
+    # GAL-Rec is the reference even when another model is better; others best first.
+    assert [(t.model, t.baseline) for t in pairs] == [
+        ("gal_rec", "lightgcn"),
+        ("gal_rec", "id_lm"),
+        ("gal_rec", "popularity"),
+    ]
+    assert pairs[0].model_mean < pairs[0].baseline_mean and pairs[0].t_pvalue < 1e-6
+    assert pairs[1].model_mean > pairs[1].baseline_mean and pairs[1].wilcoxon_pvalue < 1e-6
+    # The headline test is against the best baseline only; the LM id_lm is not one.
+    headline = Comparison(dataset="d", runs=runs, seeds=[0]).significance()
+    assert headline is not None and headline.baseline == "lightgcn"
+
+
 def test_compare_trains_every_model_and_seed(comparison) -> None:
     graph, out, result = comparison
     assert result.models == ["popularity", "mf", "lightgcn"]
@@ -141,10 +164,15 @@ def test_report_is_written(comparison) -> None:
     text = path.read_text()
     assert "| model | Recall@5" in text and "**" in text
     assert "Significance:" in text and "Wilcoxon" in text
+    reference = result.significance().model
+    assert f"Paired tests of {reference} against every other model" in text
+    others = [m for m in result.models if m != reference]
+    assert all(f"| {m} | " in text.split("Paired tests of")[1] for m in others)
     assert "full ranking over 80 items" in text
     assert "galrec compare ..." in text
     data = json.loads((out / "results.json").read_text())
     assert set(data["summary"]) == {"popularity", "mf", "lightgcn"}
+    assert {t["baseline"] for t in data["paired_tests"]} == set(others)
     assert (out / "ndcg_at_10.png").is_file()
 
 

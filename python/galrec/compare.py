@@ -131,26 +131,43 @@ class Comparison:
             lines.append("| " + " | ".join(cells) + " |")
         return "\n".join(lines)
 
+    def ranked(self, metric: str = PRIMARY_METRIC) -> list[str]:
+        """The models, best mean first."""
+        summary = self.summary()
+        return sorted(self.models, key=lambda m: summary[m][metric][0], reverse=True)
+
+    def reference(self, metric: str = PRIMARY_METRIC) -> str | None:
+        """The model the tests are about: GAL-Rec when it ran, else the best model."""
+        if "gal_rec" in self.models:
+            return "gal_rec"
+        ranked = self.ranked(metric)
+        return ranked[0] if ranked else None
+
     def significance(self, metric: str = PRIMARY_METRIC) -> PairedTest | None:
         """GAL-Rec (else the best model) against the best other non-ablation model."""
         from galrec.registry import MODELS
 
-        summary = self.summary()
-        ranked = sorted(self.models, key=lambda m: summary[m][metric][0], reverse=True)
-        if "gal_rec" in self.models:
-            reference = "gal_rec"
-        elif ranked:
-            reference = ranked[0]
-        else:
-            return None
+        reference = self.reference(metric)
         others = [
             m
-            for m in ranked
+            for m in self.ranked(metric)
             if m != reference and (m not in MODELS or MODELS[m].kind == "baseline")
         ]
-        if not others:
+        if reference is None or not others:
             return None
         return paired_test(self.runs_of(reference), self.runs_of(others[0]), metric)
+
+    def pairwise(self, metric: str = PRIMARY_METRIC) -> list[PairedTest]:
+        """GAL-Rec (else the best model) against every other model, best first: the
+        comparisons a reader asks for beyond the headline one (e.g. against the ID-token LM)."""
+        reference = self.reference(metric)
+        if reference is None:
+            return []
+        return [
+            paired_test(self.runs_of(reference), self.runs_of(other), metric)
+            for other in self.ranked(metric)
+            if other != reference
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -164,6 +181,7 @@ class Comparison:
                 model: {c: {"mean": m, "std": s} for c, (m, s) in cols.items()}
                 for model, cols in self.summary().items()
             },
+            "paired_tests": [dataclasses.asdict(test) for test in self.pairwise()],
             "runs": [
                 {
                     "model": run.model,
@@ -427,6 +445,21 @@ def write_report(
     test = comparison.significance()
     if test is not None:
         lines += ["Significance: " + test.sentence(), ""]
+    pairs = comparison.pairwise()
+    if len(pairs) > 1:
+        lines += [
+            f"Paired tests of {pairs[0].model} against every other model on {pairs[0].metric} "
+            f"over {pairs[0].num_users} users (per-user values averaged over seeds):",
+            "",
+            f"| vs | {pairs[0].model} | other | t-test p | Wilcoxon p |",
+            "|---|---|---|---|---|",
+            *(
+                f"| {t.baseline} | {t.model_mean:.4f} | {t.baseline_mean:.4f} | "
+                f"{t.t_pvalue:.3g} | {t.wilcoxon_pvalue:.3g} |"
+                for t in pairs
+            ),
+            "",
+        ]
     timing = [
         "| model | train s (mean) | eval s (mean) | alignment | uniformity |",
         "|---|---|---|---|---|",
