@@ -3,7 +3,8 @@
 
 Measures, in one run: CSR build (both directions) beside scipy, file open, and 2-hop sampling
 throughput (batches of 1024 user seeds, fanouts (10, 10), without replacement) at 1 and 2
-threads beside a vectorised numpy sampler (and DGL's ``sample_neighbors`` when DGL imports).
+threads, one ``sample`` call per batch and all batches in one ``sample_batches`` call, beside a
+vectorised numpy sampler (and DGL's ``sample_neighbors`` when DGL imports).
 
 Run:  .venv/bin/python -m pytest benches/bench_sampling.py --benchmark-only
 (set GALREC_BENCH_EDGES to shrink the graph for a quick look).
@@ -105,6 +106,22 @@ def test_sample_galrec(benchmark, graph, seed_batches, throughput, threads):
 
     edges_per_round = benchmark.pedantic(run, rounds=5, warmup_rounds=1)
     _record(benchmark, throughput, f"galrec, {threads} thread(s)", edges_per_round)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sample_galrec_batches(benchmark, graph, seed_batches, throughput, threads):
+    """The same 40 batches (same epochs, same results) in one ``sample_batches`` call: the
+    threads share out whole batches instead of the short parallel phases inside each one."""
+    epochs = list(range(len(seed_batches)))
+
+    def run() -> int:
+        results = graph.sample_batches(
+            seed_batches, fanouts=FANOUTS, epoch=epochs, num_threads=threads
+        )
+        return sum(nodes.size for hops in results for _, nodes in hops)
+
+    edges_per_round = benchmark.pedantic(run, rounds=5, warmup_rounds=1)
+    _record(benchmark, throughput, f"galrec sample_batches, {threads} thread(s)", edges_per_round)
 
 
 def numpy_sample_hop(

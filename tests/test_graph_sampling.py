@@ -403,3 +403,38 @@ def test_works_in_forked_worker_processes(medium):
         pytest.fail("sampling in a forked child hung")
     assert child.exitcode == 0
     assert queue.get(timeout=5) == (expected, 2100)
+
+
+def test_sample_batches_equals_sample_per_batch(medium):
+    rng = np.random.default_rng(5)
+    batches = [rng.integers(0, medium.num_users, n) for n in (300, 1, 0, 257)]
+    epochs = [3, 1, 4, 1]
+    kwargs = {"fanouts": (5, 3), "seed": 4}
+    for threads in (1, 2):
+        each = medium.sample_batches(batches, epoch=epochs, num_threads=threads, **kwargs)
+        shared = medium.sample_batches(batches, num_threads=threads, **kwargs)
+        assert len(each) == len(shared) == 4
+        for j, batch in enumerate(batches):
+            alone = medium.sample(batch, epoch=epochs[j], **kwargs)
+            assert as_lists(each[j]) == as_lists(alone)
+            assert as_lists(shared[j]) == as_lists(medium.sample(batch, **kwargs))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "message"),
+    [
+        ({"batches": [[0], [10**6]]}, ValueError, r"batches\[1\] seeds: user id 1000000"),
+        ({"batches": [[0], [-1]]}, ValueError, r"batches\[1\]"),
+        ({"batches": [[0], [1]], "epoch": [0]}, ValueError, "epoch: has 1 entries but there are 2"),
+        (
+            {"batches": [[0]], "epoch": -1},
+            ValueError,
+            r"epoch: must be an integer in \[0, 2\*\*64\)",
+        ),
+        ({"batches": [[0]], "epoch": "x"}, TypeError, "epoch: expected an int or a sequence"),
+    ],
+)
+def test_sample_batches_errors_name_the_batch(medium, kwargs, error, message):
+    batches = kwargs.pop("batches")
+    with pytest.raises(error, match=message):
+        medium.sample_batches(batches, **kwargs)

@@ -93,8 +93,28 @@ class BipartiteGraph:
         ``exclude=(users, items)`` edges are never
         traversed. Deterministic in (seed, epoch, node, fanouts, strategy): independent of
         thread count and batch composition. Within a parent, children keep stored order.
-        ``num_threads=1`` runs on the calling thread (cheapest for one batch at a time; run
-        several Python threads or processes for more throughput).
+        ``num_threads=1`` runs on the calling thread (cheapest for one batch at a time; for
+        more throughput, pass several batches to :meth:`sample_batches`).
+        """
+    def sample_batches(
+        self,
+        batches: Sequence[npt.ArrayLike],
+        *,
+        side: str = "user",
+        fanouts: Sequence[int] = ...,  # (10, 10)
+        strategy: str = "uniform",
+        seed: int = 0,
+        epoch: int | Sequence[int] | None = None,
+        exclude: tuple[npt.ArrayLike, npt.ArrayLike] | None = None,
+        num_threads: int | None = None,
+    ) -> list[list[tuple[npt.NDArray[np.int64], npt.NDArray[np.uint32]]]]:
+        """:meth:`sample` for several seed batches at once: one result per batch, each equal
+        to ``sample(batch, epoch=...)`` with the same arguments.
+
+        The batches are shared out over ``num_threads`` threads, one batch per task, which
+        keeps every thread busy where the parallel phases inside one batch of ~1k seeds are too
+        short to. ``epoch`` is one int for every batch (default 0) or one per batch. Errors name
+        the batch (``batches[3] seeds: ...``).
         """
 
 # --- galrec.prompts (rust/galrec-py/src/prompts.rs) ---

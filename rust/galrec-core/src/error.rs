@@ -38,6 +38,17 @@ impl GraphError {
         }
     }
 
+    /// The same error, saying which of several batches (of `sample_many`) it came from.
+    pub fn in_batch(self, index: usize) -> Self {
+        match self {
+            Self::InvalidArgument { argument, message } => Self::InvalidArgument {
+                argument: format!("batches[{index}] {argument}"),
+                message,
+            },
+            other => other,
+        }
+    }
+
     /// A [`GraphError::Io`] for the file at `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Self::Io {

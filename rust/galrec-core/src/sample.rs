@@ -584,6 +584,26 @@ fn parse_fanouts(fanouts: &[i64]) -> Result<Vec<Option<usize>>> {
 /// Samples a multi-hop neighbourhood of `spec.seeds`; one [`Hop`] per fanout. Runs on the
 /// current rayon pool.
 pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>> {
+    sample_with(graph, spec, !on_caller())
+}
+
+/// Samples several independent requests (a stream of batches), one task per request on the
+/// current rayon pool; each request's result equals [`sample`]'s. Parallelism across batches
+/// scales where parallelism inside one batch does not: a 1024-seed batch's parallel phases
+/// last a fraction of a millisecond, too short to keep a second thread busy, while whole
+/// batches are. On `with_threads(Some(1), ..)` the batches run in turn on the caller.
+pub fn sample_many(graph: &BipartiteGraph, specs: &[SampleSpec<'_>]) -> Result<Vec<Vec<Hop>>> {
+    let one = |(i, spec): (usize, &SampleSpec<'_>)| {
+        sample_with(graph, spec, false).map_err(|e| e.in_batch(i))
+    };
+    if on_caller() {
+        return specs.iter().enumerate().map(one).collect();
+    }
+    specs.par_iter().enumerate().map(one).collect()
+}
+
+/// [`sample`], sharing each hop's work over the pool when `parallel`.
+fn sample_with(graph: &BipartiteGraph, spec: &SampleSpec<'_>, parallel: bool) -> Result<Vec<Hop>> {
     let fanouts = parse_fanouts(spec.fanouts)?;
     check_ids("seeds", spec.seeds, graph, spec.side)?;
     let meta = graph.meta();
@@ -649,7 +669,7 @@ pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>>
             }
         })
         .collect();
-    Ok(sample_hops(&contexts, spec.seeds, !on_caller()))
+    Ok(sample_hops(&contexts, spec.seeds, parallel))
 }
 
 /// Samples every hop of `seeds`, hop by hop.
@@ -771,6 +791,29 @@ mod tests {
             crate::parallel::with_threads(Some(2), || sample(&g, &spec(&many, &[4, 3, 2])))??;
         assert_eq!(serial, shared);
         assert_eq!(serial[0].offsets.len(), 301);
+        Ok(())
+    }
+
+    #[test]
+    fn many_batches_match_one_at_a_time() -> Result<()> {
+        let g = graph()?;
+        let batches: [&[u32]; 3] = [&[0, 1], &[4], &[2, 2, 3]];
+        let specs: Vec<SampleSpec<'_>> = batches
+            .iter()
+            .enumerate()
+            .map(|(epoch, seeds)| SampleSpec {
+                epoch: epoch as u64,
+                ..spec(seeds, &[3, 2])
+            })
+            .collect();
+        let one_by_one: Vec<Vec<Hop>> =
+            specs.iter().map(|s| sample(&g, s)).collect::<Result<_>>()?;
+        for threads in [1, 2] {
+            let many = crate::parallel::with_threads(Some(threads), || sample_many(&g, &specs))??;
+            assert_eq!(many, one_by_one);
+        }
+        let bad = [spec(&[0], &[1]), spec(&[9], &[1])];
+        assert!(sample_many(&g, &bad).is_err());
         Ok(())
     }
 

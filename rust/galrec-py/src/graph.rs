@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use galrec_core::error::GraphError;
 use galrec_core::graph::{BipartiteGraph, EdgeList, Side, Timestamps};
 use galrec_core::parallel::{first_index, with_threads, SEQUENTIAL_UP_TO};
-use galrec_core::sample::{sample, SampleSpec, Strategy};
+use galrec_core::sample::{sample, sample_many, SampleSpec, Strategy};
 use galrec_core::storage;
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1,
@@ -257,6 +257,26 @@ fn u64_arg(value: i128, argument: &str) -> PyResult<u64> {
     })
 }
 
+/// `epoch` of `sample_batches`: one int for every batch (default 0), or one per batch.
+fn epochs_arg(epoch: Option<&Bound<'_, PyAny>>, batches: usize) -> PyResult<Vec<u64>> {
+    let Some(epoch) = epoch else {
+        return Ok(vec![0; batches]);
+    };
+    if let Ok(one) = epoch.extract::<i128>() {
+        return Ok(vec![u64_arg(one, "epoch")?; batches]);
+    }
+    let each: Vec<i128> = epoch.extract().map_err(|_| {
+        PyTypeError::new_err("epoch: expected an int or a sequence of ints, one per batch")
+    })?;
+    if each.len() != batches {
+        return Err(PyValueError::new_err(format!(
+            "epoch: has {} entries but there are {batches} batches",
+            each.len()
+        )));
+    }
+    each.into_iter().map(|e| u64_arg(e, "epoch")).collect()
+}
+
 fn node_arg(node: i64, argument: &str) -> PyResult<u64> {
     u64::try_from(node)
         .map_err(|_| PyValueError::new_err(format!("{argument}: negative id {node}")))
@@ -444,6 +464,70 @@ impl PyBipartiteGraph {
         Ok(hops
             .into_iter()
             .map(|hop| (hop.offsets.into_pyarray(py), hop.nodes.into_pyarray(py)))
+            .collect())
+    }
+
+    /// `sample` over several seed batches at once, one batch per pool task (parallelism
+    /// across batches); one result per batch, each equal to `sample`'s for that batch.
+    #[pyo3(signature = (batches, *, side="user", fanouts=vec![10, 10], strategy="uniform", seed=0, epoch=None, exclude=None, num_threads=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn sample_batches<'py>(
+        &self,
+        py: Python<'py>,
+        batches: Vec<Bound<'py, PyAny>>,
+        side: &str,
+        fanouts: Vec<i64>,
+        strategy: &str,
+        seed: i128,
+        epoch: Option<Bound<'py, PyAny>>,
+        exclude: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+        num_threads: Option<usize>,
+    ) -> PyResult<Vec<Vec<HopArrays<'py>>>> {
+        let columns = batches
+            .iter()
+            .enumerate()
+            .map(|(i, batch)| ids(batch, &format!("batches[{i}]")))
+            .collect::<PyResult<Vec<_>>>()?;
+        let epochs = epochs_arg(epoch.as_ref(), batches.len())?;
+        let seed = u64_arg(seed, "seed")?;
+        let side = side_of(side)?;
+        let strategy = Strategy::parse(strategy).map_err(to_py_err)?;
+        let exclude = match &exclude {
+            None => None,
+            Some((users, items)) => {
+                Some((ids(users, "exclude users")?, ids(items, "exclude items")?))
+            }
+        };
+        let exclude = match &exclude {
+            None => None,
+            Some((users, items)) => Some((users.slice()?, items.slice()?)),
+        };
+        let specs = columns
+            .iter()
+            .zip(&epochs)
+            .map(|(column, &epoch)| {
+                Ok(SampleSpec {
+                    seeds: column.slice()?,
+                    side,
+                    fanouts: &fanouts,
+                    strategy,
+                    seed,
+                    epoch,
+                    exclude,
+                })
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        let results = py
+            .detach(|| with_threads(num_threads, || sample_many(&self.inner, &specs)))
+            .and_then(|r| r)
+            .map_err(to_py_err)?;
+        Ok(results
+            .into_iter()
+            .map(|hops| {
+                hops.into_iter()
+                    .map(|hop| (hop.offsets.into_pyarray(py), hop.nodes.into_pyarray(py)))
+                    .collect()
+            })
             .collect())
     }
 
