@@ -51,6 +51,22 @@ def test_all_plots_are_written(tmp_path) -> None:
         assert data.startswith(PNG_MAGIC) and len(data) > 5000
 
 
+def test_epochs_and_steps_are_told_apart(tmp_path, monkeypatch) -> None:
+    import galrec.plots
+
+    lm = run("gal_rec", 0, 0.3, False)
+    lm.history = [{"step": s, "loss": 5.0 - s / 100, "valid_ndcg@10": 0.1} for s in (100, 200)]
+    comparison = Comparison(dataset="tiny", runs=[run("mf", 0, 0.2, True), lm], seeds=[0])
+    closed = []
+    monkeypatch.setattr(galrec.plots.plt, "close", closed.append)
+    assert galrec.plots.plot_training_curves(comparison, tmp_path / "curves.png") is not None
+    loss_ax, valid_ax = closed[0].axes
+    for ax in (loss_ax, valid_ax):
+        assert ax.get_xlabel() == "epoch or step (per model, see legend)"
+        labels = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert labels == ["mf (epochs)", "gal_rec (steps)"]
+
+
 def test_plots_without_histories_or_embeddings_are_skipped(tmp_path) -> None:
     comparison = Comparison(dataset="tiny", runs=[run("popularity", 0, 0.1, False)], seeds=[0])
     assert [p.name for p in write_plots(comparison, tmp_path)] == ["ndcg_at_10.png"]

@@ -22,26 +22,31 @@ def plot_training_curves(comparison: Comparison, path: Path) -> Path | None:
     """Training loss and validation metric against epoch/step, first seed of each model."""
     fig, (loss_ax, valid_ax) = plt.subplots(1, 2, figsize=(11, 4))
     drawn = False
+    units: set[str] = set()  # ID models train in epochs, language models in steps
     for model in comparison.models:
         history = comparison.runs_of(model)[0].history
         if not history:
             continue
         x_key = "epoch" if "epoch" in history[0] else "step"
+        label = f"{model} ({x_key}s)"
         xs = [record[x_key] for record in history if "loss" in record]
         losses = [record["loss"] for record in history if "loss" in record]
         if xs:
-            loss_ax.plot(xs, losses, label=model)
-            loss_ax.set_xlabel(x_key)
+            loss_ax.plot(xs, losses, label=label)
+            units.add(x_key)
             drawn = True
         valid_key = next((k for r in history for k in r if k.startswith("valid_")), None)
         points = [(r[x_key], r[valid_key]) for r in history if valid_key and valid_key in r]
         if points and valid_key:
-            valid_ax.plot(*zip(*points, strict=True), marker="o", label=model)
-            valid_ax.set_xlabel(x_key)
+            valid_ax.plot(*zip(*points, strict=True), marker="o", label=label)
+            units.add(x_key)
             valid_ax.set_ylabel(valid_key.replace("valid_", "validation "))
     if not drawn:
         plt.close(fig)
         return None
+    x_label = " or ".join(sorted(units)) + (" (per model, see legend)" if len(units) > 1 else "")
+    for ax in (loss_ax, valid_ax):
+        ax.set_xlabel(x_label)
     loss_ax.set_title("training loss")
     loss_ax.set_yscale("log")
     valid_ax.set_title("validation metric (full ranking)")
