@@ -226,3 +226,34 @@ def test_finished_runs_are_reused_and_changed_settings_retrain(tmp_path) -> None
         "reusing popularity",
         "training mf",
     ]
+
+
+def test_runs_are_not_reused_on_another_prepared_dataset(tmp_path) -> None:
+    """Same counts, other data (say another split seed): the manifest tells them apart."""
+    graph = community_graph(num_users=60, num_items=30, seed=3)
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    messages: list[str] = []
+
+    def compare() -> None:
+        run_compare(
+            graph,
+            ["popularity"],
+            seeds=[0],
+            out_dir=tmp_path / "out",
+            dataset_dir=data_dir,
+            dataset_name="community",
+            device="cpu",
+            log=messages.append,
+        )
+
+    (data_dir / "manifest.json").write_text('{"split_seed": 0}')
+    compare()
+    compare()
+    (data_dir / "manifest.json").write_text('{"split_seed": 1}')
+    compare()
+    assert [m.split(" (")[0] for m in messages if not m.startswith("  ")] == [
+        "training popularity",
+        "reusing popularity",
+        "training popularity",
+    ]

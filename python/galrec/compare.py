@@ -10,6 +10,7 @@ metrics, training and evaluation times, alignment/uniformity of the representati
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import platform
@@ -267,6 +268,7 @@ def run_compare(
     specs = [get_model(name) for name in models]  # unknown names fail before any training
     dev = str(resolve_device(device))
     stats = _dataset_stats(dataset)
+    manifest = _manifest_digest(dataset_dir)
     runs: list[ModelRun] = []
     for spec in specs:
         config = (configs or {}).get(spec.name, default_config(spec.name))
@@ -277,6 +279,7 @@ def run_compare(
                     "config": config,
                     "dataset": dataset_name,
                     "dataset_stats": stats,
+                    "dataset_manifest": manifest,
                     "ks": sorted(set(ks)),
                     "num_negatives": num_negatives,
                 }
@@ -352,6 +355,16 @@ def _dataset_stats(dataset: SplitDataset) -> dict[str, int]:
         "valid": len(dataset.valid.users),
         "test": len(dataset.test.users),
     }
+
+
+def _manifest_digest(dataset_dir: Path | None) -> str | None:
+    """A digest of a prepared dataset's manifest (the checksums of its splits and graph), so a
+    run is only reused on the very data it was trained on, not on another split of equal size."""
+    from galrec.data.prepared import MANIFEST
+
+    if dataset_dir is None or not (dataset_dir / MANIFEST).is_file():
+        return None
+    return hashlib.sha256((dataset_dir / MANIFEST).read_bytes()).hexdigest()
 
 
 def _normalised(value: Any) -> Any:
