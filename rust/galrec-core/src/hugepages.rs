@@ -11,17 +11,19 @@ const WORTH_IT: usize = 4 << 20;
 /// A vector of `len` zeros whose pages were advised huge before they were written.
 pub(crate) fn zeroed_u32(len: usize) -> Vec<u32> {
     let mut values: Vec<u32> = Vec::with_capacity(len);
-    advise_huge(values.as_mut_ptr().cast(), len * std::mem::size_of::<u32>());
+    let bytes = len * std::mem::size_of::<u32>();
+    if bytes >= WORTH_IT {
+        advise_huge(values.as_mut_ptr().cast(), bytes);
+    }
     values.resize(len, 0);
     values
 }
 
 #[cfg(target_os = "linux")]
 fn advise_huge(start: *mut u8, bytes: usize) {
+    // The base page of x86-64 and most aarch64 kernels. On a kernel with larger pages the
+    // range may be unaligned; madvise then fails with EINVAL and nothing changes.
     const PAGE: usize = 4096;
-    if bytes < WORTH_IT {
-        return;
-    }
     // Only whole pages inside the allocation may be advised.
     let first = (start as usize).next_multiple_of(PAGE);
     let end = (start as usize + bytes) / PAGE * PAGE;
