@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use galrec_core::error::GraphError;
 use galrec_core::graph::{BipartiteGraph, EdgeList, Side, Timestamps};
 use galrec_core::parallel::{first_index, with_threads, SEQUENTIAL_UP_TO};
-use galrec_core::sample::{sample, sample_many, SampleSpec, Strategy};
+use galrec_core::sample::{sample, sample_many, Hop, SampleSpec, Strategy};
 use galrec_core::storage;
 use numpy::{
     Element, IntoPyArray, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1,
@@ -257,6 +257,34 @@ fn u64_arg(value: i128, argument: &str) -> PyResult<u64> {
     })
 }
 
+type ExcludeColumns<'py> = (Column<'py, u32>, Column<'py, u32>);
+
+/// `exclude=(users, items)` of the sampling methods, as id columns.
+fn exclude_arg<'py>(
+    exclude: Option<&(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+) -> PyResult<Option<ExcludeColumns<'py>>> {
+    exclude
+        .map(|(users, items)| Ok((ids(users, "exclude users")?, ids(items, "exclude items")?)))
+        .transpose()
+}
+
+fn exclude_slices<'a>(
+    exclude: &'a Option<ExcludeColumns<'_>>,
+) -> PyResult<Option<(&'a [u32], &'a [u32])>> {
+    exclude
+        .as_ref()
+        .map(|(users, items)| Ok((users.slice()?, items.slice()?)))
+        .transpose()
+}
+
+/// One sampled neighbourhood as numpy arrays, one `(offsets, nodes)` pair per hop (moved, not
+/// copied).
+fn hop_arrays(py: Python<'_>, hops: Vec<Hop>) -> Vec<HopArrays<'_>> {
+    hops.into_iter()
+        .map(|hop| (hop.offsets.into_pyarray(py), hop.nodes.into_pyarray(py)))
+        .collect()
+}
+
 /// `epoch` of `sample_batches`: one int for every batch (default 0), or one per batch.
 fn epochs_arg(epoch: Option<&Bound<'_, PyAny>>, batches: usize) -> PyResult<Vec<u64>> {
     let Some(epoch) = epoch else {
@@ -439,12 +467,7 @@ impl PyBipartiteGraph {
         let (seed, epoch) = (u64_arg(seed, "seed")?, u64_arg(epoch, "epoch")?);
         let side = side_of(side)?;
         let strategy = Strategy::parse(strategy).map_err(to_py_err)?;
-        let exclude = match &exclude {
-            None => None,
-            Some((users, items)) => {
-                Some((ids(users, "exclude users")?, ids(items, "exclude items")?))
-            }
-        };
+        let exclude = exclude_arg(exclude.as_ref())?;
         let spec = SampleSpec {
             seeds: seeds.slice()?,
             side,
@@ -452,19 +475,13 @@ impl PyBipartiteGraph {
             strategy,
             seed,
             epoch,
-            exclude: match &exclude {
-                None => None,
-                Some((users, items)) => Some((users.slice()?, items.slice()?)),
-            },
+            exclude: exclude_slices(&exclude)?,
         };
         let hops = py
             .detach(|| with_threads(num_threads, || sample(&self.inner, &spec)))
             .and_then(|r| r)
             .map_err(to_py_err)?;
-        Ok(hops
-            .into_iter()
-            .map(|hop| (hop.offsets.into_pyarray(py), hop.nodes.into_pyarray(py)))
-            .collect())
+        Ok(hop_arrays(py, hops))
     }
 
     /// `sample` over several seed batches at once, one batch per pool task (parallelism
@@ -492,16 +509,8 @@ impl PyBipartiteGraph {
         let seed = u64_arg(seed, "seed")?;
         let side = side_of(side)?;
         let strategy = Strategy::parse(strategy).map_err(to_py_err)?;
-        let exclude = match &exclude {
-            None => None,
-            Some((users, items)) => {
-                Some((ids(users, "exclude users")?, ids(items, "exclude items")?))
-            }
-        };
-        let exclude = match &exclude {
-            None => None,
-            Some((users, items)) => Some((users.slice()?, items.slice()?)),
-        };
+        let exclude = exclude_arg(exclude.as_ref())?;
+        let exclude = exclude_slices(&exclude)?;
         let specs = columns
             .iter()
             .zip(&epochs)
@@ -523,11 +532,7 @@ impl PyBipartiteGraph {
             .map_err(to_py_err)?;
         Ok(results
             .into_iter()
-            .map(|hops| {
-                hops.into_iter()
-                    .map(|hop| (hop.offsets.into_pyarray(py), hop.nodes.into_pyarray(py)))
-                    .collect()
-            })
+            .map(|hops| hop_arrays(py, hops))
             .collect())
     }
 
