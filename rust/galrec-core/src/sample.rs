@@ -584,92 +584,128 @@ fn parse_fanouts(fanouts: &[i64]) -> Result<Vec<Option<usize>>> {
 /// Samples a multi-hop neighbourhood of `spec.seeds`; one [`Hop`] per fanout. Runs on the
 /// current rayon pool.
 pub fn sample(graph: &BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Vec<Hop>> {
-    sample_with(graph, spec, !on_caller())
+    Request::new(graph, spec)?.sample(spec.seeds, spec.epoch, !on_caller())
 }
 
-/// Samples several independent requests (a stream of batches), one task per request on the
-/// current rayon pool; each request's result equals [`sample`]'s. Parallelism across batches
-/// scales where parallelism inside one batch does not: a 1024-seed batch's parallel phases
-/// last a fraction of a millisecond, too short to keep a second thread busy, while whole
-/// batches are. On `with_threads(Some(1), ..)` the batches run in turn on the caller.
-pub fn sample_many(graph: &BipartiteGraph, specs: &[SampleSpec<'_>]) -> Result<Vec<Vec<Hop>>> {
-    let one = |(i, spec): (usize, &SampleSpec<'_>)| {
-        sample_with(graph, spec, false).map_err(|e| e.in_batch(i))
+/// Samples several batches of seeds, each with its epoch, with the other options of `spec`
+/// (whose own `seeds` and `epoch` are not used); each batch's result equals [`sample`]'s.
+/// The options are checked and the exclusions indexed once for all batches. Batches run one
+/// per task on the current rayon pool: parallelism across batches scales where parallelism
+/// inside one batch does not (a 1024-seed batch's parallel phases last a fraction of a
+/// millisecond, too short to keep a second thread busy). On `with_threads(Some(1), ..)` the
+/// batches run in turn on the caller. An error names the batch at fault.
+pub fn sample_many(
+    graph: &BipartiteGraph,
+    spec: &SampleSpec<'_>,
+    batches: &[(&[u32], u64)],
+) -> Result<Vec<Vec<Hop>>> {
+    let request = Request::new(graph, spec)?;
+    let one = |(i, &(seeds, epoch)): (usize, &(&[u32], u64))| {
+        request
+            .sample(seeds, epoch, false)
+            .map_err(|e| e.in_batch(i))
     };
     if on_caller() {
-        return specs.iter().enumerate().map(one).collect();
+        return batches.iter().enumerate().map(one).collect();
     }
-    specs.par_iter().enumerate().map(one).collect()
+    batches.par_iter().enumerate().map(one).collect()
 }
 
-/// [`sample`], sharing each hop's work over the pool when `parallel`.
-fn sample_with(graph: &BipartiteGraph, spec: &SampleSpec<'_>, parallel: bool) -> Result<Vec<Hop>> {
-    let fanouts = parse_fanouts(spec.fanouts)?;
-    check_ids("seeds", spec.seeds, graph, spec.side)?;
-    let meta = graph.meta();
-    match spec.strategy {
-        Strategy::Recent if meta.time_kind.is_none() => {
-            return Err(GraphError::invalid(
-                "strategy",
-                "'recent' needs a graph built with timestamps",
-            ))
-        }
-        Strategy::Weighted if !meta.has_weights => {
-            return Err(GraphError::invalid(
-                "strategy",
-                "'weighted' needs a graph built with weights",
-            ))
-        }
-        _ => {}
-    }
-    let exclude = match spec.exclude {
-        None => None,
-        Some((users, items)) => {
-            if users.len() != items.len() {
-                return Err(GraphError::invalid(
-                    "exclude",
-                    format!(
-                        "users has {} entries but items has {}",
-                        users.len(),
-                        items.len()
-                    ),
-                ));
-            }
-            check_ids("exclude users", users, graph, Side::User)?;
-            check_ids("exclude items", items, graph, Side::Item)?;
-            let pairs = || users.iter().copied().zip(items.iter().copied());
-            Some((
-                ExcludeIndex::new(pairs().collect()),
-                ExcludeIndex::new(pairs().map(|(u, i)| (i, u)).collect()),
-            ))
-        }
-    };
+/// What a sampling request shares across its batches: the graph, the checked options and
+/// the exclusions indexed both ways.
+struct Request<'g> {
+    graph: &'g BipartiteGraph,
+    side: Side,
+    strategy: Strategy,
+    seed: u64,
+    fanouts: Vec<Option<usize>>,
+    /// (by user, by item)
+    exclude: Option<(ExcludeIndex, ExcludeIndex)>,
+}
 
-    let contexts: Vec<HopCtx<'_>> = fanouts
-        .iter()
-        .enumerate()
-        .map(|(h, &fanout)| {
-            let parent_side = if h % 2 == 0 {
-                spec.side
-            } else {
-                spec.side.other()
-            };
-            HopCtx {
-                csr: graph.csr(parent_side),
-                key: HopKey::new(spec.seed, spec.epoch, h as u32, parent_side.index()),
-                fanout,
-                strategy: spec.strategy,
-                drop_root: h % 2 == 1,
-                exclude: exclude
-                    .as_ref()
-                    .map(|(by_user, by_item)| match parent_side {
-                        Side::User => by_user,
-                        Side::Item => by_item,
-                    }),
+impl<'g> Request<'g> {
+    /// Checks every option of `spec` but its seeds and epoch, and indexes its exclusions.
+    fn new(graph: &'g BipartiteGraph, spec: &SampleSpec<'_>) -> Result<Self> {
+        let fanouts = parse_fanouts(spec.fanouts)?;
+        let meta = graph.meta();
+        match spec.strategy {
+            Strategy::Recent if meta.time_kind.is_none() => {
+                return Err(GraphError::invalid(
+                    "strategy",
+                    "'recent' needs a graph built with timestamps",
+                ))
             }
+            Strategy::Weighted if !meta.has_weights => {
+                return Err(GraphError::invalid(
+                    "strategy",
+                    "'weighted' needs a graph built with weights",
+                ))
+            }
+            _ => {}
+        }
+        let exclude = match spec.exclude {
+            None => None,
+            Some((users, items)) => {
+                if users.len() != items.len() {
+                    return Err(GraphError::invalid(
+                        "exclude",
+                        format!(
+                            "users has {} entries but items has {}",
+                            users.len(),
+                            items.len()
+                        ),
+                    ));
+                }
+                check_ids("exclude users", users, graph, Side::User)?;
+                check_ids("exclude items", items, graph, Side::Item)?;
+                let pairs = || users.iter().copied().zip(items.iter().copied());
+                Some((
+                    ExcludeIndex::new(pairs().collect()),
+                    ExcludeIndex::new(pairs().map(|(u, i)| (i, u)).collect()),
+                ))
+            }
+        };
+        Ok(Self {
+            graph,
+            side: spec.side,
+            strategy: spec.strategy,
+            seed: spec.seed,
+            fanouts,
+            exclude,
         })
-        .collect();
-    Ok(sample_hops(&contexts, spec.seeds, parallel))
+    }
+
+    /// Samples every hop of `seeds` at `epoch`, sharing each hop's work over the pool when
+    /// `parallel`.
+    fn sample(&self, seeds: &[u32], epoch: u64, parallel: bool) -> Result<Vec<Hop>> {
+        check_ids("seeds", seeds, self.graph, self.side)?;
+        let contexts: Vec<HopCtx<'_>> =
+            self.fanouts
+                .iter()
+                .enumerate()
+                .map(|(h, &fanout)| {
+                    let parent_side = if h % 2 == 0 {
+                        self.side
+                    } else {
+                        self.side.other()
+                    };
+                    HopCtx {
+                        csr: self.graph.csr(parent_side),
+                        key: HopKey::new(self.seed, epoch, h as u32, parent_side.index()),
+                        fanout,
+                        strategy: self.strategy,
+                        drop_root: h % 2 == 1,
+                        exclude: self.exclude.as_ref().map(
+                            |(by_user, by_item)| match parent_side {
+                                Side::User => by_user,
+                                Side::Item => by_item,
+                            },
+                        ),
+                    }
+                })
+                .collect();
+        Ok(sample_hops(&contexts, seeds, parallel))
+    }
 }
 
 /// Samples every hop of `seeds`, hop by hop.
@@ -797,23 +833,31 @@ mod tests {
     #[test]
     fn many_batches_match_one_at_a_time() -> Result<()> {
         let g = graph()?;
-        let batches: [&[u32]; 3] = [&[0, 1], &[4], &[2, 2, 3]];
-        let specs: Vec<SampleSpec<'_>> = batches
+        let batches: [(&[u32], u64); 3] = [(&[0, 1], 0), (&[4], 1), (&[2, 2, 3], 2)];
+        let mut options = spec(&[], &[3, 2]);
+        options.exclude = Some((&[0, 2], &[1, 5]));
+        let one_by_one: Vec<Vec<Hop>> = batches
             .iter()
-            .enumerate()
-            .map(|(epoch, seeds)| SampleSpec {
-                epoch: epoch as u64,
-                ..spec(seeds, &[3, 2])
+            .map(|&(seeds, epoch)| {
+                sample(
+                    &g,
+                    &SampleSpec {
+                        seeds,
+                        epoch,
+                        ..options
+                    },
+                )
             })
-            .collect();
-        let one_by_one: Vec<Vec<Hop>> =
-            specs.iter().map(|s| sample(&g, s)).collect::<Result<_>>()?;
+            .collect::<Result<_>>()?;
         for threads in [1, 2] {
-            let many = crate::parallel::with_threads(Some(threads), || sample_many(&g, &specs))??;
+            let many = crate::parallel::with_threads(Some(threads), || {
+                sample_many(&g, &options, &batches)
+            })??;
             assert_eq!(many, one_by_one);
         }
-        let bad = [spec(&[0], &[1]), spec(&[9], &[1])];
-        assert!(sample_many(&g, &bad).is_err());
+        let bad: [(&[u32], u64); 2] = [(&[0], 0), (&[9], 0)];
+        let err = sample_many(&g, &options, &bad).err().map(|e| e.to_string());
+        assert!(err.is_some_and(|e| e.starts_with("batches[1] seeds:")));
         Ok(())
     }
 

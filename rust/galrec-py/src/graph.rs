@@ -510,24 +510,26 @@ impl PyBipartiteGraph {
         let side = side_of(side)?;
         let strategy = Strategy::parse(strategy).map_err(to_py_err)?;
         let exclude = exclude_arg(exclude.as_ref())?;
-        let exclude = exclude_slices(&exclude)?;
-        let specs = columns
+        let options = SampleSpec {
+            seeds: &[],
+            side,
+            fanouts: &fanouts,
+            strategy,
+            seed,
+            epoch: 0,
+            exclude: exclude_slices(&exclude)?,
+        };
+        let seed_batches = columns
             .iter()
-            .zip(&epochs)
-            .map(|(column, &epoch)| {
-                Ok(SampleSpec {
-                    seeds: column.slice()?,
-                    side,
-                    fanouts: &fanouts,
-                    strategy,
-                    seed,
-                    epoch,
-                    exclude,
-                })
-            })
+            .zip(epochs)
+            .map(|(column, epoch)| Ok((column.slice()?, epoch)))
             .collect::<PyResult<Vec<_>>>()?;
         let results = py
-            .detach(|| with_threads(num_threads, || sample_many(&self.inner, &specs)))
+            .detach(|| {
+                with_threads(num_threads, || {
+                    sample_many(&self.inner, &options, &seed_batches)
+                })
+            })
             .and_then(|r| r)
             .map_err(to_py_err)?;
         Ok(results
