@@ -18,6 +18,14 @@ if TYPE_CHECKING:
     from galrec.compare import Comparison
 
 
+def _save(fig: plt.Figure, path: Path) -> Path:
+    """Lay out, write and close a figure; every plot here is saved the same way."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_training_curves(comparison: Comparison, path: Path) -> Path | None:
     """Training loss and validation metric against epoch/step, first seed of each model."""
     fig, (loss_ax, valid_ax) = plt.subplots(1, 2, figsize=(11, 4))
@@ -53,10 +61,7 @@ def plot_training_curves(comparison: Comparison, path: Path) -> Path | None:
     for ax in (loss_ax, valid_ax):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_metric(comparison: Comparison, path: Path, metric: str = "ndcg@10") -> Path:
@@ -73,10 +78,7 @@ def plot_metric(comparison: Comparison, path: Path, metric: str = "ndcg@10") -> 
     ax.set_ylabel(f"{label}{sampled}")
     ax.set_title(f"{comparison.dataset}: test {label}{sampled}, seeds {comparison.seeds}")
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_alignment_uniformity(comparison: Comparison, path: Path) -> Path | None:
@@ -96,10 +98,7 @@ def plot_alignment_uniformity(comparison: Comparison, path: Path) -> Path | None
     ax.set_title("representation geometry (Wang & Isola)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def write_plots(comparison: Comparison, out_dir: Path) -> list[Path]:
