@@ -5,6 +5,8 @@ determinism across threads and batches, and concurrent use from Python threads."
 from __future__ import annotations
 
 import itertools
+import subprocess
+import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -438,3 +440,54 @@ def test_sample_batches_errors_name_the_batch(medium, kwargs, error, message):
     batches = kwargs.pop("batches")
     with pytest.raises(error, match=message):
         medium.sample_batches(batches, **kwargs)
+
+
+# ---- output buffers handed back for reuse ---------------------------------------------------
+
+
+def test_reused_output_buffers_never_change_live_arrays_or_leak_old_values(medium):
+    """Large results are numpy arrays over buffers that go back to the sampler once the last
+    array over them dies: a live view keeps its values, and a reused buffer shows none of
+    what was written into it before."""
+    seeds = np.arange(2000) % medium.num_users
+    for threads in (1, 2):
+        first = medium.sample(seeds, fanouts=(10, 10), num_threads=threads)
+        expected = as_lists(first)
+        assert first[1][1].nbytes > 256 * 1024  # large enough to be recycled
+        assert all(a.flags.writeable for pair in first for a in pair)
+        for offsets, nodes in first:
+            offsets[:] = -7
+            nodes[:] = 7
+        view = first[1][1][10:20]
+        del first, offsets, nodes
+        again = medium.sample_batches([seeds, seeds], fanouts=(10, 10), num_threads=threads)
+        assert (view == 7).all()
+        assert as_lists(again[0]) == as_lists(again[1]) == expected
+        del view, again
+        assert as_lists(medium.sample(seeds, fanouts=(10, 10), num_threads=threads)) == expected
+
+
+def test_a_dead_results_buffer_is_reused_by_the_next_call(tmp_path):
+    """In a fresh process (an empty shelf), the next batch writes into the memory of the
+    previous batch's arrays once they are gone (kept for it, not freed to whatever allocates
+    next), and not while they live."""
+    script = tmp_path / "reuse.py"
+    script.write_text(
+        "import numpy as np\n"
+        "from galrec import BipartiteGraph\n"
+        "from galrec.graph import generate_power_law\n"
+        "g = BipartiteGraph.from_edges(*generate_power_law(3000, 1500, 60_000, seed=4))\n"
+        "seeds = np.arange(2000)\n"
+        "a = g.sample(seeds, num_threads=1)[1][1]\n"
+        "b = g.sample(seeds, epoch=1, num_threads=1)[1][1]\n"
+        "address = a.ctypes.data\n"
+        "assert b.ctypes.data != address\n"
+        "size = a.nbytes\n"
+        "del a\n"
+        # Freed memory would go to the next allocation of its size: this one.
+        "filler = np.ones(size, dtype=np.uint8)\n"
+        "c = g.sample(seeds, epoch=2, num_threads=1)[1][1]\n"
+        "assert c.ctypes.data == address, (hex(c.ctypes.data), hex(address))\n"
+    )
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

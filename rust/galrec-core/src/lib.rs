@@ -8,6 +8,7 @@ pub mod error;
 pub mod graph;
 mod hugepages;
 pub mod parallel;
+pub mod recycle;
 pub mod rng;
 pub mod sample;
 pub mod storage;

@@ -24,6 +24,7 @@ use crate::build::float_time_key;
 use crate::error::{GraphError, Result};
 use crate::graph::{BipartiteGraph, CsrView, Side};
 use crate::parallel::{first_index, on_caller};
+use crate::recycle;
 use crate::rng::{HopKey, NodeRng};
 
 /// How the neighbours of a node are chosen.
@@ -475,22 +476,17 @@ fn draw(ctx: &HopCtx<'_>, nodes: &[u32]) -> Draws {
     Draws { plans, drawn }
 }
 
-/// Phase three for a run of parents (given by their distinct index): each parent's draw,
-/// less its root on hops back to the seeds' side. Returns (children per parent, children).
-fn expand(first_of: &[u32], roots: &[u32], draws: &[Draws]) -> (Vec<u32>, Vec<u32>) {
-    let run_of = |d: u32| {
-        let (chunk, k) = (d as usize / CHUNK, d as usize % CHUNK);
-        let plan = draws[chunk].plans[k];
-        (
-            &draws[chunk].drawn[plan.start..plan.start + plan.len],
-            plan.removal,
-        )
-    };
-    let total = first_of.iter().map(|&d| run_of(d).0.len()).sum();
-    let mut counts = Vec::with_capacity(first_of.len());
-    let mut nodes = Vec::with_capacity(total);
+/// Phase three for a run of parents (given by their distinct index): appends each parent's
+/// draw, less its root on hops back to the seeds' side, to `nodes` and its length to `counts`.
+fn expand(
+    first_of: &[u32],
+    roots: &[u32],
+    draws: &[Draws],
+    counts: &mut Vec<u32>,
+    nodes: &mut Vec<u32>,
+) {
     for (&d, &root) in first_of.iter().zip(roots) {
-        let (run, removal) = run_of(d);
+        let (run, removal) = run_of(draws, d);
         let before = nodes.len();
         match removal {
             Removal::Nothing => nodes.extend_from_slice(run),
@@ -507,7 +503,21 @@ fn expand(first_of: &[u32], roots: &[u32], draws: &[Draws]) -> (Vec<u32>, Vec<u3
         }
         counts.push((nodes.len() - before) as u32);
     }
-    (counts, nodes)
+}
+
+/// The draw of distinct parent `d` and what phase three removes from it.
+fn run_of(draws: &[Draws], d: u32) -> (&[u32], Removal) {
+    let (chunk, k) = (d as usize / CHUNK, d as usize % CHUNK);
+    let plan = draws[chunk].plans[k];
+    (
+        &draws[chunk].drawn[plan.start..plan.start + plan.len],
+        plan.removal,
+    )
+}
+
+/// An upper bound on the children of `first_of`'s parents (their draws before removals).
+fn drawn_len(first_of: &[u32], draws: &[Draws]) -> usize {
+    first_of.iter().map(|&d| run_of(draws, d).0.len()).sum()
 }
 
 /// Samples the children of `parents` (one hop, in order); returns (children per parent,
@@ -527,17 +537,25 @@ fn sample_hop(
     } else {
         distinct.chunks(CHUNK).map(|c| draw(ctx, c)).collect()
     };
+    // The output comes from the recycled buffers: warm pages instead of fresh ones.
+    let mut nodes = recycle::NODES.take(drawn_len(&first_of, &draws));
+    let mut counts = Vec::with_capacity(parents.len());
     if !parallel || parents.len() <= EXPAND_CHUNK {
-        return expand(&first_of, roots, &draws);
+        expand(&first_of, roots, &draws, &mut counts, &mut nodes);
+        return (counts, nodes);
     }
     let pieces: Vec<(Vec<u32>, Vec<u32>)> = first_of
         .par_chunks(EXPAND_CHUNK)
         .zip(roots.par_chunks(EXPAND_CHUNK))
-        .map(|(first_of, roots)| expand(first_of, roots, &draws))
+        .map(|(first_of, roots)| {
+            let mut piece = (
+                Vec::with_capacity(first_of.len()),
+                Vec::with_capacity(drawn_len(first_of, &draws)),
+            );
+            expand(first_of, roots, &draws, &mut piece.0, &mut piece.1);
+            piece
+        })
         .collect();
-    let total = pieces.iter().map(|(_, nodes)| nodes.len()).sum();
-    let mut counts = Vec::with_capacity(parents.len());
-    let mut nodes = Vec::with_capacity(total);
     for (piece_counts, piece_nodes) in &pieces {
         counts.extend_from_slice(piece_counts);
         nodes.extend_from_slice(piece_nodes);
@@ -716,7 +734,7 @@ fn sample_hops(contexts: &[HopCtx<'_>], seeds: &[u32], parallel: bool) -> Vec<Ho
         let parents: &[u32] = hops.last().map_or(seeds, |hop| &hop.nodes);
         let (counts, nodes) = sample_hop(ctx, parents, &roots, parallel);
         let last = h + 1 == contexts.len();
-        let mut offsets = Vec::with_capacity(parents.len() + 1);
+        let mut offsets = recycle::OFFSETS.take(parents.len() + 1);
         let mut next_roots = Vec::with_capacity(if last { 0 } else { nodes.len() });
         offsets.push(0i64);
         let mut end = 0i64;

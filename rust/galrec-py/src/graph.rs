@@ -16,6 +16,8 @@ use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError
 use pyo3::prelude::*;
 use rayon::prelude::*;
 
+use crate::recycled::{nodes_array, offsets_array};
+
 pyo3::create_exception!(
     galrec._core,
     GraphFileError,
@@ -278,10 +280,10 @@ fn exclude_slices<'a>(
 }
 
 /// One sampled neighbourhood as numpy arrays, one `(offsets, nodes)` pair per hop (moved, not
-/// copied).
-fn hop_arrays(py: Python<'_>, hops: Vec<Hop>) -> Vec<HopArrays<'_>> {
+/// copied; large buffers are reused once the arrays die).
+fn hop_arrays(py: Python<'_>, hops: Vec<Hop>) -> PyResult<Vec<HopArrays<'_>>> {
     hops.into_iter()
-        .map(|hop| (hop.offsets.into_pyarray(py), hop.nodes.into_pyarray(py)))
+        .map(|hop| Ok((offsets_array(py, hop.offsets)?, nodes_array(py, hop.nodes)?)))
         .collect()
 }
 
@@ -481,7 +483,7 @@ impl PyBipartiteGraph {
             .detach(|| with_threads(num_threads, || sample(&self.inner, &spec)))
             .and_then(|r| r)
             .map_err(to_py_err)?;
-        Ok(hop_arrays(py, hops))
+        hop_arrays(py, hops)
     }
 
     /// `sample` over several seed batches at once, one batch per pool task (parallelism
@@ -532,10 +534,10 @@ impl PyBipartiteGraph {
             })
             .and_then(|r| r)
             .map_err(to_py_err)?;
-        Ok(results
+        results
             .into_iter()
             .map(|hops| hop_arrays(py, hops))
-            .collect())
+            .collect()
     }
 
     fn __repr__(&self) -> String {

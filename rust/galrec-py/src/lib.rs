@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 
 mod graph;
 mod prompts;
+mod recycled;
 
 /// Build information of the compiled extension: version, profile and target, so a bug
 /// report can say exactly which binary ran.
