@@ -95,6 +95,10 @@ class BipartiteGraph:
         thread count and batch composition. Within a parent, children keep stored order.
         ``num_threads=1`` runs on the calling thread (cheapest for one batch at a time; for
         more throughput, pass several batches to :meth:`sample_batches`).
+
+        The arrays are writable and not copied. Large ones (64 KiB and up) sit on a
+        ``SampleBuffer`` base that hands the memory back to the sampler when the array and
+        every view of it are gone, so later batches write into warm pages.
         """
     def sample_batches(
         self,
