@@ -70,7 +70,15 @@ def test_graph_demo_prints_a_sampling_table():
     assert lines[2].split()[:2] == ["user", "degree"]
     for user, row in enumerate(lines[3:7]):
         assert row.split()[0] == str(user)
-    assert "M sampled edges/s" in lines[-1]
+    title = next(i for i, line in enumerate(lines) if line.startswith("throughput"))
+    table = lines[title + 1 :]
+    assert table[0].split()[-3:] == ["M", "sampled", "edges/s"]
+    rows = [row.rsplit(None, 2) for row in table[1:]]
+    assert [(mode, threads) for mode, threads, _ in rows][:2] == [
+        ("sample, a call per batch", "1"),
+        ("sample_batches", "1"),
+    ]
+    assert all(float(rate) > 0 for _, _, rate in rows)
 
 
 def test_graph_demo_rejects_bad_fanouts():

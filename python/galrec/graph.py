@@ -6,11 +6,17 @@ The generator feeds the benchmarks and the demo; the graph itself lives in Rust
 
 from __future__ import annotations
 
+import os
+import statistics
 import time
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
 import numpy.typing as npt
+
+if TYPE_CHECKING:
+    from galrec import BipartiteGraph
 
 __all__ = ["generate_power_law", "graph"]
 
@@ -97,6 +103,46 @@ def _subtree(
     return shares
 
 
+def _print_throughput(g: BipartiteGraph, fanouts: tuple[int, ...], seed: int) -> None:
+    """Sampling throughput of 20 batches of 1024 seeds: a ``sample`` call per batch on one
+    thread, and ``sample_batches`` on one thread and on every core. The modes take their
+    rounds in turn (medians of five) so that drift on a shared machine hits them alike."""
+    batches = list(np.random.default_rng(seed).integers(0, g.num_users, (20, 1024)))
+    epochs = list(range(len(batches)))
+    cores = os.cpu_count() or 1
+    modes = [("sample, a call per batch", 1)] + [
+        ("sample_batches", threads) for threads in sorted({1, cores})
+    ]
+
+    def run(mode: str, threads: int) -> float:
+        started = time.perf_counter()
+        if mode == "sample_batches":
+            results = g.sample_batches(
+                batches, fanouts=fanouts, epoch=epochs, seed=seed, num_threads=threads
+            )
+        else:
+            results = [
+                g.sample(b, fanouts=fanouts, epoch=e, seed=seed, num_threads=threads)
+                for e, b in enumerate(batches)
+            ]
+        sampled = sum(nodes.size for hops in results for _, nodes in hops)
+        return sampled / (time.perf_counter() - started) / 1e6
+
+    for mode in modes:  # warm-up: page in the graph, start the thread pools
+        run(*mode)
+    rates: dict[tuple[str, int], list[float]] = {mode: [] for mode in modes}
+    for _ in range(5):
+        for mode in modes:
+            rates[mode].append(run(*mode))
+    click.echo(
+        f"throughput, {len(batches)} batches of 1024 seeds, fanouts {fanouts}, "
+        "median of 5 rounds taken in turn:"
+    )
+    click.echo(f"{'mode':<26} {'threads':>7} {'M sampled edges/s':>18}")
+    for (name, threads), values in rates.items():
+        click.echo(f"{name:<26} {threads:>7} {statistics.median(values):>18.1f}")
+
+
 @click.group("graph")
 def graph() -> None:
     """Build, inspect and sample bipartite interaction graphs."""
@@ -158,13 +204,4 @@ def demo(
                 cells.append(f"{nodes.size:>3}: " + " ".join(map(str, nodes[:6])) + more)
             click.echo(f"{user:>6} {degrees[user]:>6}  " + "  ".join(cells))
 
-        batch = np.random.default_rng(seed).integers(0, num_users, 1024)
-        rounds = 20
-        started = time.perf_counter()
-        sampled = 0
-        for epoch in range(rounds):
-            sampled += sum(nodes.size for _, nodes in g.sample(batch, fanouts=fanouts, epoch=epoch))
-        elapsed = time.perf_counter() - started
-        click.echo(
-            f"{rounds} batches of 1024 seeds: {sampled / elapsed / 1e6:.1f} M sampled edges/s"
-        )
+        _print_throughput(g, fanouts, seed)
