@@ -15,13 +15,19 @@
 use std::sync::Mutex;
 
 /// The most memory one shelf keeps for reuse.
-pub const SHELF_BYTES: usize = 64 << 20;
+const SHELF_BYTES: usize = 64 << 20;
 /// The most buffers one shelf keeps (each `take` scans them).
 const SHELF_SLOTS: usize = 256;
 /// Fresh buffers get `1 / SLACK` more room than asked for.
 const SLACK: usize = 8;
 /// Smaller buffers are not kept: the allocator serves them from memory it holds anyway.
-pub const MIN_KEPT_BYTES: usize = 64 << 10;
+const MIN_KEPT_BYTES: usize = 64 << 10;
+
+/// Whether a shelf would keep `buffer` (given room): only one this large is worth handing
+/// back rather than freeing.
+pub fn worth_keeping<T>(buffer: &Vec<T>) -> bool {
+    bytes_of(buffer) >= MIN_KEPT_BYTES
+}
 
 /// Spare buffers of one element type.
 pub struct Shelf<T> {
@@ -68,10 +74,10 @@ impl<T> Shelf<T> {
     /// Keeps `buffer` (emptied) for a later [`Shelf::take`] if it is worth keeping and the
     /// shelf has room; frees it otherwise.
     pub fn give(&self, mut buffer: Vec<T>) {
-        let bytes = bytes_of(&buffer);
-        if bytes < MIN_KEPT_BYTES {
+        if !worth_keeping(&buffer) {
             return;
         }
+        let bytes = bytes_of(&buffer);
         if let Ok(mut spare) = self.spare.try_lock() {
             if spare.buffers.len() < SHELF_SLOTS && spare.bytes + bytes <= SHELF_BYTES {
                 buffer.clear();
@@ -82,7 +88,8 @@ impl<T> Shelf<T> {
     }
 
     /// The bytes kept for reuse now.
-    pub fn kept_bytes(&self) -> usize {
+    #[cfg(test)]
+    fn kept_bytes(&self) -> usize {
         self.spare.try_lock().map_or(0, |spare| spare.bytes)
     }
 }

@@ -537,10 +537,11 @@ fn sample_hop(
     } else {
         distinct.chunks(CHUNK).map(|c| draw(ctx, c)).collect()
     };
-    // The output comes from the recycled buffers: warm pages instead of fresh ones.
-    let mut nodes = recycle::NODES.take(drawn_len(&first_of, &draws));
+    // The output nodes come from the recycled buffers (warm pages instead of fresh ones),
+    // sized by the draws on one thread and by the pieces' exact total on several.
     let mut counts = Vec::with_capacity(parents.len());
     if !parallel || parents.len() <= EXPAND_CHUNK {
+        let mut nodes = recycle::NODES.take(drawn_len(&first_of, &draws));
         expand(&first_of, roots, &draws, &mut counts, &mut nodes);
         return (counts, nodes);
     }
@@ -556,6 +557,7 @@ fn sample_hop(
             piece
         })
         .collect();
+    let mut nodes = recycle::NODES.take(pieces.iter().map(|(_, nodes)| nodes.len()).sum());
     for (piece_counts, piece_nodes) in &pieces {
         counts.extend_from_slice(piece_counts);
         nodes.extend_from_slice(piece_nodes);

@@ -2,7 +2,7 @@
 //! `galrec_core::recycle` when the last array over it dies, so the next batch writes into
 //! warm pages instead of fresh ones (see that module for why it matters).
 
-use galrec_core::recycle::{self, MIN_KEPT_BYTES};
+use galrec_core::recycle::{self, worth_keeping};
 use numpy::ndarray::ArrayViewMut1;
 use numpy::{Element, IntoPyArray, PyArray1};
 use pyo3::prelude::*;
@@ -35,7 +35,7 @@ fn array_of<T: Element>(
     mut values: Vec<T>,
     buffer: impl FnOnce(Vec<T>) -> Buffer,
 ) -> PyResult<Bound<'_, PyArray1<T>>> {
-    if values.capacity() * std::mem::size_of::<T>() < MIN_KEPT_BYTES {
+    if !worth_keeping(&values) {
         return Ok(values.into_pyarray(py));
     }
     let (data, len) = (values.as_mut_ptr(), values.len());
