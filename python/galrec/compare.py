@@ -145,18 +145,18 @@ class Comparison:
         return ranked[0] if ranked else None
 
     def significance(self, metric: str = PRIMARY_METRIC) -> PairedTest | None:
-        """GAL-Rec (else the best model) against the best other non-ablation model."""
+        """GAL-Rec (else the best model) against the best other non-ablation model: the
+        headline one of :meth:`pairwise`."""
         from galrec.registry import MODELS
 
-        reference = self.reference(metric)
-        others = [
-            m
-            for m in self.ranked(metric)
-            if m != reference and (m not in MODELS or MODELS[m].kind == "baseline")
-        ]
-        if reference is None or not others:
-            return None
-        return paired_test(self.runs_of(reference), self.runs_of(others[0]), metric)
+        return next(
+            (
+                test
+                for test in self.pairwise(metric)
+                if test.baseline not in MODELS or MODELS[test.baseline].kind == "baseline"
+            ),
+            None,
+        )
 
     def pairwise(self, metric: str = PRIMARY_METRIC) -> list[PairedTest]:
         """GAL-Rec (else the best model) against every other model, best first: the

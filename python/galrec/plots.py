@@ -53,12 +53,11 @@ def plot_training_curves(comparison: Comparison, path: Path) -> Path | None:
         plt.close(fig)
         return None
     x_label = " or ".join(sorted(units)) + (" (per model, see legend)" if len(units) > 1 else "")
-    for ax in (loss_ax, valid_ax):
-        ax.set_xlabel(x_label)
     loss_ax.set_title("training loss")
     loss_ax.set_yscale("log")
     valid_ax.set_title("validation metric (full ranking)")
     for ax in (loss_ax, valid_ax):
+        ax.set_xlabel(x_label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     return _save(fig, path)
