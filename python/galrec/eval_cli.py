@@ -305,9 +305,10 @@ def diagnose_command(
     import json
 
     from galrec.diagnose import diagnose_twins
-    from galrec.evaluate import EmbeddingModel
+    from galrec.evaluate import EmbeddingModel, scorer_for_split
 
     scorer, data, _ = _open(run, dataset)
+    scorer = scorer_for_split(scorer, data, split)
     truth = getattr(data, "ground_truth", None)
     if truth is None:
         raise click.ClickException(

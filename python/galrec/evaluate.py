@@ -10,10 +10,13 @@ Every model is scored through one interface, the :class:`Scorer` protocol::
 device) and returns a float tensor ``[len(users), num_items]``: a higher score means "recommend
 first". The evaluator calls it under ``torch.no_grad()`` for chunks of users, masks the user's
 training items (and validation items when testing), takes the top K and computes Recall, NDCG,
-HR and MRR at every K. A model that can also hand out representations implements
-:class:`EmbeddingModel` (``user_embeddings()`` / ``item_embeddings()``, 2-D tensors); those feed
-the alignment/uniformity analysis and ``galrec diagnose``. GAL-Rec, the LM baselines, MF, LightGCN
-and popularity all plug in this way.
+HR and MRR at every K. A model whose input depends on the split (a sequential model's history)
+implements :class:`SplitScorer`: :func:`evaluate` scores through ``for_split(data, split)``, so
+the held-out interaction never reaches the model's input. A model that can also hand out
+representations implements :class:`EmbeddingModel` (``user_embeddings()`` /
+``item_embeddings()``, 2-D tensors); those feed the alignment/uniformity analysis and ``galrec
+diagnose``. GAL-Rec, the LM baselines, MF, LightGCN, popularity, SASRec and GRU4Rec all plug in
+this way.
 
 Metric definitions (per user, ``R`` the user's held-out items, ``hits`` the top-K items in ``R``):
 ``Recall@K = |hits| / |R|``; ``HR@K = 1 if hits else 0``; ``NDCG@K = DCG / IDCG`` with binary gains
@@ -56,6 +59,22 @@ class Scorer(Protocol):
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         """Scores ``[len(users), num_items]`` for the int64 user ids ``users``."""
         ...
+
+
+@runtime_checkable
+class SplitScorer(Protocol):
+    """A model whose input depends on the split it scores (a sequential model reads the user's
+    history: the training items for validation, plus the validation item for test, see
+    :mod:`galrec.sequences`). :func:`evaluate` scores through ``for_split(data, split)``."""
+
+    def for_split(self, data: SplitDataset, split: str) -> Scorer:
+        """The scorer of ``split`` of ``data``."""
+        ...
+
+
+def scorer_for_split(scorer: Scorer, data: SplitDataset, split: str) -> Scorer:
+    """``scorer.for_split(data, split)`` for a :class:`SplitScorer`, else ``scorer`` itself."""
+    return scorer.for_split(data, split) if isinstance(scorer, SplitScorer) else scorer
 
 
 @runtime_checkable
@@ -468,14 +487,18 @@ def evaluate(
     num_negatives: int | None = None,
     candidates: np.ndarray | None = None,
     seed: int = 0,
+    users: np.ndarray | None = None,
 ) -> EvalResult:
-    """Evaluate ``scorer`` on ``data``'s validation or test split (see :func:`rank_users`)."""
+    """Evaluate ``scorer`` on ``data``'s validation or test split (see :func:`rank_users`);
+    a :class:`SplitScorer` is scored through its ``for_split(data, split)``. ``users``
+    restricts it to those users (each needs a held-out item), e.g. a fixed sample."""
     truth, exclude = split_sets(data, split)
     return rank_users(
-        scorer,
+        scorer_for_split(scorer, data, split),
         truth,
         exclude,
         ks=ks,
+        users=users,
         split=split,
         chunk_size=chunk_size,
         device=device,
@@ -506,6 +529,7 @@ __all__ = [
     "Interactions",
     "Scorer",
     "SplitDataset",
+    "SplitScorer",
     "UserItemSets",
     "default_chunk_size",
     "evaluate",
@@ -515,5 +539,6 @@ __all__ = [
     "ranking_metrics",
     "recommend",
     "resolve_device",
+    "scorer_for_split",
     "split_sets",
 ]

@@ -3,10 +3,11 @@
 Every model is a :class:`ModelSpec`: a ``train`` function that fits the model on a dataset's
 training split for one seed, writes a run directory and returns a :class:`TrainedModel` (a
 :class:`galrec.evaluate.Scorer` plus its training history), and an ``open`` function that turns
-such a run directory back into a scorer. Baselines (popularity, MF, LightGCN) are built in; the
-language-model family (GAL-Rec, its ablations, the text-only and ID-token LMs) is registered by
-:mod:`galrec.lm_models` (see :func:`register`), so a new model plugs into compare/evaluate by
-name. ``open_run`` also opens the run directories of ``galrec train`` (``config.yaml``).
+such a run directory back into a scorer. Baselines (popularity, MF, LightGCN, SASRec, GRU4Rec)
+are built in; the language-model family (GAL-Rec, its ablations, the text-only and ID-token LMs)
+is registered by :mod:`galrec.lm_models` (see :func:`register`), so a new model plugs into
+compare/evaluate by name. ``open_run`` also opens the run directories of ``galrec train``
+(``config.yaml``).
 
 A baseline run directory holds ``run.json`` (model, dataset path, seed, config, timings),
 ``history.jsonl`` (one record per epoch) and ``model.safetensors``.
@@ -31,8 +32,11 @@ from galrec.baselines import (
     EmbeddingScorer,
     LightGCNConfig,
     PopularityScorer,
+    SequentialScorer,
+    build_model,
     fit_lightgcn,
     fit_mf,
+    fit_sequential,
 )
 from galrec.evaluate import Scorer, SplitDataset
 
@@ -203,6 +207,30 @@ def _bpr_trainer(
     return train
 
 
+def _sequential_trainer(name: str) -> Callable[[TrainRequest], TrainedModel]:
+    def train(request: TrainRequest) -> TrainedModel:
+        config = {**request.config, "seed": request.seed, "device": request.device}
+        model = build_model(name, request.dataset.num_items, config)
+        result = fit_sequential(model, request.dataset, progress=request.progress)
+        meta = _meta(name, request, dataclasses.asdict(model.config), result.seconds)
+        meta["best_epoch"] = result.best_epoch
+        write_run(request.run_dir, meta, result.history)
+        scorer = result.scorer()
+        scorer.save(request.run_dir / WEIGHTS_FILE)
+        return TrainedModel(
+            scorer=scorer,
+            history=result.history,
+            train_seconds=result.seconds,
+            info={"best_epoch": result.best_epoch},
+        )
+
+    return train
+
+
+def _open_sequential(run_dir: Path) -> Scorer:
+    return SequentialScorer.load(run_dir / WEIGHTS_FILE)
+
+
 def _open_embeddings(run_dir: Path) -> Scorer:
     return EmbeddingScorer.load(run_dir / WEIGHTS_FILE)
 
@@ -236,6 +264,24 @@ register(
         "LightGCN, BPR loss, sparse propagation",
         _bpr_trainer("lightgcn", LightGCNConfig, fit_lightgcn),
         _open_embeddings,
+    )
+)
+register(
+    ModelSpec(
+        "sasrec",
+        "baseline",
+        "SASRec, causal self-attention over the recent items, full-softmax next-item loss",
+        _sequential_trainer("sasrec"),
+        _open_sequential,
+    )
+)
+register(
+    ModelSpec(
+        "gru4rec",
+        "baseline",
+        "GRU4Rec, a GRU over the recent items, full-softmax next-item loss",
+        _sequential_trainer("gru4rec"),
+        _open_sequential,
     )
 )
 
