@@ -32,7 +32,7 @@ def _worker(rank: int, out_dir: str, port: int) -> None:
 
     cfg = tiny_config(
         Path(out_dir) / "run", "gal_rec", "train.steps=3", "train.eval_every=0",
-        "model.cf_features=none", "train.device=cpu",
+        "model.cf_features=none", "model.score_prior=none", "train.device=cpu",
     )  # fmt: skip
     trainer = Trainer(cfg)
     initial = {k: v.clone() for k, v in trainer.model.trainable_state().items()}

@@ -44,8 +44,8 @@ def test_cli_train_recommend_export(tmp_path):
     runner = CliRunner()
     out = tmp_path / "run"
     overrides = [
-        "model.backbone=tiny-bert", "model.cf_features=none", "train.steps=3",
-        "train.eval_every=3", "train.progress=false", "prompts.fanouts=[3, 2]",
+        "model.backbone=tiny-bert", "model.cf_features=none", "model.score_prior=none",
+        "train.steps=3", "train.eval_every=3", "train.progress=false", "prompts.fanouts=[3, 2]",
         "data.generator={num_users: 60, num_twin_groups: 8, num_ordinary_items: 10, "
         "min_interactions: 5, max_interactions: 8}",
     ]  # fmt: skip
@@ -83,7 +83,9 @@ def test_registry_trains_and_reopens_language_models(tmp_path):
         SemanticGapConfig(num_users=60, num_twin_groups=8, num_ordinary_items=10,
                           min_interactions=5, max_interactions=8)
     )  # fmt: skip
-    config = tiny_config(tmp_path, "gal_rec", "train.steps=3", "model.cf_features=none").to_dict()
+    config = tiny_config(
+        tmp_path, "gal_rec", "train.steps=3", "model.cf_features=none", "model.score_prior=none"
+    ).to_dict()
     spec = get_model("gal_rec")
     assert spec.kind == "method" and get_model("no_hop2").kind == "ablation"
     request = TrainRequest(

@@ -41,6 +41,10 @@ class PromptConfig:
     fanouts: list[int] = field(default_factory=lambda: [10, 10])
     strategy: str = _choice("uniform", "uniform", "recent", "weighted")
     max_length: int = 128
+    neighbor_titles: bool = True
+    """Write neighbours' titles into hop-1/2 lists. False lists their ID tokens only (the node
+    keeps its title): prompts about a third as long, and the titles' meaning still reaches the
+    model through each ID embedding's text feature ``t_v``."""
 
 
 @dataclass
@@ -64,9 +68,22 @@ class ModelConfig:
     """A trainable per-ID residual ``r_v`` (initialised to zero)."""
     cf_features: str = "lightgcn"
     """``lightgcn``, ``none`` or the path of a ``.npy`` of shape [num_users + num_items, d]."""
-    cf_dim: int = 32
-    cf_epochs: int = 100
-    """LightGCN epochs (early-stopped on the validation split)."""
+    cf_dim: int = 64
+    cf_epochs: int = 300
+    """LightGCN dimension and most epochs (early-stopped on the validation split); the other
+    settings are the LightGCN baseline's (configs/lightgcn.yaml), so the defaults give exactly
+    the baseline's embeddings at the same seed."""
+    score_prior: str = _choice("cf", "cf", "sasrec", "none")
+    """A trained ID model's own score added to L0's, ``s = exp(a) <p_u, q_i> + <W h_u, E_i>``
+    with ``W`` zero at step 0, so training starts from that model's ranking and the LM learns
+    what it lacks (galrec.prior). ``cf``: the collaborative features' dot product (needs
+    ``cf_features``); ``sasrec``: the SASRec baseline (needs ``train.target=next``)."""
+    sasrec_epochs: int = 200
+    """At most this many epochs for the ``sasrec`` prior (early-stopped on validation); its
+    other settings are the SASRec baseline's (configs/sasrec.yaml)."""
+    lm_score: bool = True
+    """False switches the language model's contribution to the score off (``W`` stays zero):
+    the prior alone, the ablation that shows what the LM adds."""
     head_dim: int = 128
 
 
@@ -75,10 +92,17 @@ class LossConfig:
     """Weights of L0..L3, InfoNCE temperature, momentum queue (METHOD.md sections 3 and 4)."""
 
     l0: float = 1.0
+    l0_targets: int = 1
+    """Items per prompt that L0 predicts (``train.target=next``: the next ones in time order), a
+    multinomial likelihood: more supervision from each forward pass."""
     l1: float = 0.1
     l2: float = 0.1
     l3: float = 0.1
     """lambda1..3: small next to L0, which they regularise (measured on the semantic-gap data)."""
+    contrastive_batch: int = 0
+    """Rows of each batch that the contrastive terms L1-L3 use (0: all). Their six extra views
+    cost several times L0's one, so a small sub-batch (with the queue for negatives, as in
+    MoCo) keeps them affordable on a CPU budget."""
     temperature: float = 0.07
     hop2: bool = True
     """False drops 2-hop prompts: L1/L2 then align hop 1 with hop 0."""
@@ -91,6 +115,11 @@ class LossConfig:
 class TrainConfig:
     """Optimisation, logging, validation and checkpointing."""
 
+    target: str = _choice("random", "random", "next")
+    """L0's target. ``random``: a random training item, the user prompt a uniform sample of the
+    others. ``next``: time order, as sequential recommenders train: a cut in the user's history,
+    the prompt lists the most recent ``prompts.fanouts[0]`` items before it (newest first), the
+    target is the item at the cut; evaluation prompts list the latest items of the history."""
     steps: int = 300
     batch_size: int = 16
     lr: float = 1e-3
@@ -102,6 +131,9 @@ class TrainConfig:
     seed: int = 0
     eval_every: int = 100
     eval_k: int = 10
+    eval_users: int = 1000
+    """Validation during training (early stopping, the best checkpoint) ranks for a fixed,
+    seeded sample of this many users (0: all); the final valid/test numbers use every user."""
     patience: int = 3
     """Stop after this many validations without improvement (0: never stop early)."""
     checkpoint_every: int = 100
@@ -109,6 +141,8 @@ class TrainConfig:
     device: str = "auto"
     threads: int = 0
     """torch intra-op threads (0: leave torch's default)."""
+    precision: str = _choice("auto", "auto", "fp32", "bf16")
+    """Forward passes under bf16 autocast (``auto``: on CUDA and on CPUs with native bf16)."""
     progress: bool = True
 
 
@@ -220,6 +254,7 @@ def _validate(cfg: Config) -> None:
         "train.batch_size": cfg.train.batch_size,
         "train.grad_accum": cfg.train.grad_accum,
         "loss.queue_size": cfg.loss.queue_size,
+        "loss.l0_targets": cfg.loss.l0_targets,
         "model.lora_rank": cfg.model.lora_rank,
         "prompts.max_length": cfg.prompts.max_length,
     }
@@ -233,6 +268,20 @@ def _validate(cfg: Config) -> None:
     if cfg.loss.l0 <= 0 and cfg.loss.l1 <= 0 and cfg.loss.l2 <= 0 and cfg.loss.l3 <= 0:
         raise ConfigError("loss.l0, loss.l1, loss.l2, loss.l3: at least one weight must be > 0")
     cf = cfg.model.cf_features
+    prior = cfg.model.score_prior
+    if prior == "cf" and cf == "none":
+        raise ConfigError("model.score_prior=cf needs model.cf_features (lightgcn or a .npy)")
+    if prior == "sasrec" and cfg.train.target != "next":
+        raise ConfigError(
+            "model.score_prior=sasrec needs train.target=next (it reads the history before "
+            "the target)"
+        )
+    if not cfg.model.lm_score and prior == "none":
+        raise ConfigError("model.lm_score=false needs a model.score_prior (something must score)")
+    if cfg.loss.contrastive_batch < 0:
+        raise ConfigError(
+            f"loss.contrastive_batch: must be 0 (all) or positive, got {cfg.loss.contrastive_batch}"
+        )
     if cf not in ("lightgcn", "none") and not cf.endswith(".npy"):
         raise ConfigError(
             f"model.cf_features: {cf!r} is not allowed; "

@@ -164,6 +164,7 @@ def collaborative_features(
     """``c_v`` for every node (users first): LightGCN on the training edges, a ``.npy``, or None.
 
     LightGCN is deterministic for a seed on CPU, so its result is cached per (edges, settings).
+    The vectors are returned as trained (not normalised): GAL-Rec's CF score path uses them.
     """
     num_nodes = dataset.num_users + dataset.num_items
     if cfg.cf_features == "none":
@@ -176,7 +177,12 @@ def collaborative_features(
     arrays = [
         np.asarray(a, dtype=np.int64) for a in (train.users, train.items, valid.users, valid.items)
     ]
-    lgcn = LightGCNConfig(dim=cfg.cf_dim, epochs=cfg.cf_epochs, seed=seed, device="cpu")
+    from galrec.registry import default_config
+
+    # The LightGCN baseline's own settings (configs/lightgcn.yaml), so that with the baseline's
+    # dimension and epochs ``c_v`` is exactly the LightGCN row of a comparison at the same seed.
+    settings = {**default_config("lightgcn"), "dim": cfg.cf_dim, "epochs": cfg.cf_epochs}
+    lgcn = LightGCNConfig.from_dict({**settings, "seed": seed, "device": "cpu"})
     key = hashlib.sha256(f"lightgcn\0{num_nodes}\0{lgcn}".encode())
     for array in arrays:
         key.update(array.tobytes())

@@ -44,12 +44,18 @@ class RunScorer:
     pair that L3 aligns); they are computed on first use and cached.
     """
 
-    def __init__(self, run: Any) -> None:
+    def __init__(self, run: Any, scorer: Any = None) -> None:
         self.run = run
-        self._scorer = run.scorer()
+        self._scorer = scorer or run.scorer()
         self.num_items = int(run.dataset.num_items)
         self._users: torch.Tensor | None = None
         self._items: torch.Tensor | None = None
+
+    def for_split(self, data: Any, split: str) -> RunScorer:
+        """This run scoring ``split``: a sequential model's test prompts show the validation
+        item (galrec.sequences), its validation prompts never do."""
+        scorer = self._scorer.for_split(data, split)
+        return self if scorer is self._scorer else RunScorer(self.run, scorer)
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         return self._scorer.score_users(users).to(users.device)

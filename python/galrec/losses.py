@@ -38,6 +38,22 @@ def info_nce(
     return F.cross_entropy(logits, torch.arange(batch, device=query.device))
 
 
-def recommendation_loss(user_scores: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """L0: softmax cross-entropy of the target item over all items ([B, num_items] scores)."""
-    return F.cross_entropy(user_scores, targets)
+def recommendation_loss(
+    user_scores: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None = None
+) -> torch.Tensor:
+    """L0: softmax cross-entropy of the target items over all items ([B, num_items] scores).
+
+    ``targets`` is [B] (one item per row) or [B, m] with -1 padding: several targets per row
+    make a multinomial likelihood, each row the mean of its targets' log-probabilities (every
+    row weighs the same). ``seen`` [B, num_items] (bool) marks items left out of the softmax:
+    those the user already consumed before the target, which evaluation masks as well.
+    """
+    if targets.ndim == 1:
+        targets = targets[:, None]
+    valid = targets >= 0
+    if not bool(valid.any(1).all()):
+        raise ValueError("recommendation_loss: every row needs at least one target item")
+    scores = user_scores if seen is None else user_scores.masked_fill(seen, float("-inf"))
+    log_probs = F.log_softmax(scores, dim=1).gather(1, targets.clamp_min(0))
+    per_row = torch.where(valid, log_probs, 0.0).sum(1) / valid.sum(1)
+    return -per_row.mean()

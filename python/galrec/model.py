@@ -9,18 +9,51 @@ from galrec.backbone import Backbone
 from galrec.config import LossConfig
 from galrec.external import ExternalEmbeddings
 from galrec.heads import ItemScorer, RepresentationHead
+from galrec.prior import ScorePrior
 
 
-def autocast(device: torch.device) -> torch.autocast:
-    """bf16 autocast on GPU; a no-op (fp32) on CPU."""
-    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls natively (AVX512-BF16/AMX), as torch's oneDNN reports.
+
+    Without native support bf16 is emulated and slower than fp32, so ``auto`` keeps fp32 there.
+    """
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(torch.backends.mkldnn.is_available() and check is not None and check())
+    except RuntimeError:  # a build without oneDNN's CPU kernels
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` -> ``bf16`` on CUDA and on CPUs with native bf16, else ``fp32``."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda" or (device.type == "cpu" and cpu_supports_bf16()):
+        return "bf16"
+    return "fp32"
+
+
+def autocast(device: torch.device, precision: str = "auto") -> torch.autocast:
+    """bf16 autocast for the model's forward passes when ``precision`` resolves to bf16.
+
+    Losses, the softmax over items, queue keys and the optimizer state stay fp32: callers
+    cast the outputs with ``.float()`` before they use them.
+    """
+    enabled = resolve_precision(precision, device) == "bf16"
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 class GalRecModel(nn.Module):
     """Maps token batches (with ID positions) to pooled states h and representations z."""
 
     def __init__(
-        self, backbone: Backbone, external: ExternalEmbeddings, head_dim: int, id_tokens: bool
+        self,
+        backbone: Backbone,
+        external: ExternalEmbeddings,
+        head_dim: int,
+        id_tokens: bool,
+        prior: ScorePrior | None = None,
+        lm_score: bool = True,
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -28,6 +61,10 @@ class GalRecModel(nn.Module):
         self.head = RepresentationHead(backbone.hidden_size, head_dim)
         self.scorer = ItemScorer(backbone.hidden_size)
         self.id_tokens = id_tokens
+        self.prior = prior
+        self.lm_score = lm_score
+        if prior is not None:  # the LM's term starts at zero: step 0 ranks like the prior
+            nn.init.zeros_(self.scorer.proj.weight)
 
     def forward(
         self,
@@ -36,9 +73,11 @@ class GalRecModel(nn.Module):
         node_ids: torch.Tensor,
         pool_index: torch.Tensor,
         score_rows: int = 0,
+        prior_states: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(h, z, scores)``: pooled states [B, H], unit representations [B, head_dim] and
-        the L0 scores [score_rows, num_items] of the first ``score_rows`` prompts (users).
+        the L0 scores [score_rows, num_items] of the first ``score_rows`` prompts (users, whose
+        ``prior_states`` the score prior needs).
 
         Everything trainable is used inside this call, as DistributedDataParallel requires.
         """
@@ -49,19 +88,34 @@ class GalRecModel(nn.Module):
         else:  # a text-only model: ID tokens are invisible (masked out of attention and pooling)
             attention_mask = attention_mask.masked_fill(id_positions, 0)
         h = self.backbone(embeds, attention_mask, pool_index)
-        scores = self.item_scores(h[:score_rows]) if score_rows > 0 else None
+        scores = self.item_scores(h[:score_rows], prior_states) if score_rows > 0 else None
         return h, self.head(h), scores
 
-    def item_scores(self, h_users: torch.Tensor) -> torch.Tensor:
-        """L0 scores of pooled user states against every item, [B, num_items]."""
-        return self.scorer(h_users, self.external.item_matrix())
+    def item_scores(
+        self, h_users: torch.Tensor, prior_states: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """L0 scores of pooled user states against every item, [B, num_items], in fp32.
+
+        ``<W h_u, E_i>``, plus the prior's ``exp(a) <p_u, q_i>`` when the model has one (then
+        ``prior_states`` must give the users' ``p_u``, from ``prior.user_states``).
+        """
+        with torch.autocast(h_users.device.type, enabled=False):
+            scores = self.scorer(h_users.float(), self.external.item_matrix().float())
+            if self.prior is not None:
+                if prior_states is None:
+                    raise ValueError("the score prior needs the users' prior states")
+                scores = scores + self.prior(prior_states)
+        return scores
 
     def freeze_unused(self, loss: LossConfig) -> None:
         """Freeze the parts no enabled term trains (DDP needs a gradient for every trainable)."""
         if loss.l1 <= 0 and loss.l2 <= 0 and loss.l3 <= 0:
             self.head.requires_grad_(False)
-        if loss.l0 <= 0:
+        if loss.l0 <= 0 or not self.lm_score:
             self.scorer.requires_grad_(False)
+        if loss.l0 <= 0:
+            if self.prior is not None:
+                self.prior.log_scale.requires_grad_(False)
             if not self.id_tokens:
                 self.external.requires_grad_(False)
 

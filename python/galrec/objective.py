@@ -6,11 +6,14 @@ with run through the momentum encoder without gradients and are enqueued afterwa
 - L1: user hop-2 vs user hop-0 and hop-1 keys (hop-1 vs hop-0 with ``hop2`` off);
 - L2: the same for items;
 - L3: user hop-1 vs the target item's hop-0 key.
+
+With ``loss.contrastive_batch`` the L1-L3 views cover only the batch's first rows (keys and
+their anchors alike; the queue supplies the negatives), while L0 scores every row.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -56,6 +59,24 @@ class BatchIds:
     users: torch.Tensor  # global ids of the users (= user ids)
     targets: torch.Tensor  # item ids 0..num_items-1 of the held-out training targets
     items: torch.Tensor  # global ids (num_users + item) of the item views' nodes
+    # L0's targets when a row has several ([B, m], -1 padded; None: ``targets``) and the items
+    # each user consumed before them, left out of L0's softmax ([B, num_items] bool; None: none).
+    l0_targets: torch.Tensor | None = None
+    seen: torch.Tensor | None = None
+    # Where each user's time-ordered history is cut (``train.target=next``): the first target's
+    # position; a sequential score prior reads only what comes before it.
+    cut: torch.Tensor | None = None
+
+    def to(self, device: torch.device) -> BatchIds:
+        """The same ids on ``device``."""
+        return replace(
+            self,
+            **{
+                f.name: getattr(self, f.name).to(device)
+                for f in fields(self)
+                if getattr(self, f.name) is not None
+            },
+        )
 
 
 def objective(
@@ -78,6 +99,8 @@ def objective(
     def contrast(
         query: torch.Tensor, key: torch.Tensor, key_ids: torch.Tensor, kind: str
     ) -> torch.Tensor:
+        rows = key.shape[0]  # the contrastive sub-batch: the batch's first rows
+        query, key_ids = query[:rows], key_ids[:rows]
         if queues is None:
             return info_nce(query, key, key_ids, cfg.temperature)
         q_keys, q_ids = queues.of(kind).contents()
@@ -86,7 +109,8 @@ def objective(
     if cfg.l0 > 0:
         if user_scores is None:
             raise ValueError("L0 is enabled but no user scores were computed")
-        terms["l0"] = recommendation_loss(user_scores, ids.targets)
+        targets = ids.targets if ids.l0_targets is None else ids.l0_targets
+        terms["l0"] = recommendation_loss(user_scores, targets, ids.seen)
     if cfg.l1 > 0:
         anchor = online["user" + top][1]
         pos = ["user0", "user1"] if cfg.hop2 else ["user0"]
@@ -108,4 +132,4 @@ def enqueue_keys(queues: TypedQueues, keys: dict[str, torch.Tensor], ids: BatchI
     """Push this batch's momentum keys into the per-type queues (after the loss used them)."""
     for view, z in keys.items():
         kind = "user" if view.startswith("user") else "item"
-        queues.of(kind).enqueue(z, ids.users if kind == "user" else ids.items)
+        queues.of(kind).enqueue(z, (ids.users if kind == "user" else ids.items)[: z.shape[0]])

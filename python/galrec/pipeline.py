@@ -21,6 +21,7 @@ import torch
 
 from galrec.config import PromptConfig
 from galrec.objective import BatchIds, ViewPlan
+from galrec.sequences import Histories, histories
 
 Tokens = dict[str, torch.Tensor]
 TOKEN_KEYS = ("input_ids", "attention_mask", "node_ids", "pool_index")
@@ -28,7 +29,12 @@ _EVAL_EPOCH = 2**31 - 1  # the sampling stream of evaluation prompts, apart from
 
 
 class ViewBuilder:
-    """Hop-0/1/2 prompts of users and items as token batches (METHOD.md section 2)."""
+    """Hop-0/1/2 prompts of users and items as token batches (METHOD.md section 2).
+
+    With ``sequential``, a user's hop-1 list is the user's most recent items (newest first)
+    instead of a uniform sample, and the hop-2 list the co-users of those items: the prompt
+    reads the history in time order, as a sequential recommender does.
+    """
 
     def __init__(
         self,
@@ -37,12 +43,21 @@ class ViewBuilder:
         tokenizer_json: Path,
         prompts: PromptConfig,
         seed: int,
+        sequential: bool = False,
     ) -> None:
-        from galrec.prompts import PromptAssembler, build_text_store, load_tokenizer
+        from galrec.prompts import (
+            PromptAssembler,
+            PromptTemplates,
+            build_text_store,
+            load_tokenizer,
+        )
 
         self.graph = graph
         self.cfg = prompts
         self.seed = seed
+        self.dataset = dataset
+        self.sequential = sequential
+        self._histories: dict[str, Histories] = {}
         tokenizer = load_tokenizer(tokenizer_json)
         store = build_text_store(
             tokenizer,
@@ -50,8 +65,11 @@ class ViewBuilder:
             num_users=int(dataset.num_users),
             user_texts=getattr(dataset, "user_texts", None),
         )
+        templates = (
+            PromptTemplates() if prompts.neighbor_titles else PromptTemplates(neighbor="{node}")
+        )
         self.assembler = PromptAssembler(
-            tokenizer, store, max_length=prompts.max_length, padding_side="right"
+            tokenizer, store, templates, max_length=prompts.max_length, padding_side="right"
         )
 
     def sample(
@@ -74,12 +92,54 @@ class ViewBuilder:
         batch = self.assembler.assemble(seeds, hops, side=side, hop=hop)  # type: ignore[arg-type]
         return {key: torch.from_numpy(getattr(batch, key)) for key in TOKEN_KEYS}
 
+    def histories(self, split: str) -> Histories:
+        """Users' histories as input for scoring ``split`` (galrec.sequences' protocol)."""
+        if split not in self._histories:
+            self._histories[split] = histories(self.dataset, split)
+        return self._histories[split]
+
+    def history_hops(
+        self, users: np.ndarray, history: Histories, cut: np.ndarray | None, epoch: int
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Hop arrays of users' history prompts: hop 1 the ``fanouts[0]`` latest items before
+        ``cut`` (newest first), hop 2 up to ``fanouts[1]`` other users of each of those items
+        (training edges only; never the user itself)."""
+        offsets, items = history.recent(users, self.cfg.fanouts[0], cut)
+        hop1 = (offsets, items.astype(np.uint32))
+        if len(items) == 0:
+            return [hop1, (np.zeros(1, np.int64), np.zeros(0, np.uint32))]
+        item_offsets, co_users = self.graph.sample(
+            items.astype(np.uint32), side="item", fanouts=(self.cfg.fanouts[1] + 1,),
+            strategy=self.cfg.strategy, seed=self.seed, epoch=epoch,
+        )[0]  # fmt: skip
+        parent = np.repeat(np.arange(len(items)), np.diff(item_offsets))
+        owner = np.repeat(np.asarray(users, np.int64), np.diff(offsets))[parent]
+        keep = co_users.astype(np.int64) != owner
+        kept_so_far = np.cumsum(keep)
+        kept_before = np.concatenate([[0], kept_so_far])[item_offsets[:-1]]
+        keep &= kept_so_far - 1 - kept_before[parent] < self.cfg.fanouts[1]
+        counts = np.bincount(parent[keep], minlength=len(items))
+        hop2_offsets = np.zeros(len(items) + 1, dtype=np.int64)
+        np.cumsum(counts, out=hop2_offsets[1:])
+        return [hop1, (hop2_offsets, co_users[keep])]
+
     def tokens(
-        self, side: str, nodes: np.ndarray, hop: int, device: torch.device | str = "cpu"
+        self,
+        side: str,
+        nodes: np.ndarray,
+        hop: int,
+        device: torch.device | str = "cpu",
+        split: str = "valid",
     ) -> Tokens:
-        """Evaluation prompts of ``nodes`` (a fixed sampling stream, no edge excluded)."""
+        """Evaluation prompts of ``nodes`` (a fixed sampling stream, no edge excluded); with
+        ``sequential``, users' lists are their latest items as input for scoring ``split``."""
         nodes = np.asarray(nodes, dtype=np.int64)
-        hops = self.sample(side, nodes, _EVAL_EPOCH, None) if hop > 0 else []
+        if hop == 0:
+            hops = []
+        elif side == "user" and self.sequential:
+            hops = self.history_hops(nodes, self.histories(split), None, _EVAL_EPOCH)
+        else:
+            hops = self.sample(side, nodes, _EVAL_EPOCH, None)
         return {k: v.to(device) for k, v in self.assemble(side, hop, nodes, hops).items()}
 
 
@@ -106,47 +166,96 @@ class BatchSource:
         self.plan = plan
         self.seed = run.cfg.train.seed
         self.batch_size = run.cfg.train.batch_size
+        self.num_targets = run.cfg.loss.l0_targets
+        self.contrastive_batch = run.cfg.loss.contrastive_batch
+        # Views whose every row a term needs: L0's user prompts. The rest feed L1-L3 only.
+        self.full_views = {"user1"} if run.cfg.loss.l0 > 0 else set()
+        self.sequential = run.cfg.train.target == "next"
         self.rank = rank
         data = run.dataset
         self.num_users = int(data.num_users)
-        users = np.asarray(data.train.users, dtype=np.int64)
-        items = np.asarray(data.train.items, dtype=np.int64)
-        order = np.argsort(users, kind="stable")
-        self.items_of = items[order]
-        counts = np.bincount(users, minlength=self.num_users)
-        self.indptr = np.concatenate([[0], np.cumsum(counts)])
-        self.eligible = np.flatnonzero(counts >= 2)
+        self.num_items = int(data.num_items)
+        self.history = histories(data, "train")  # oldest first; the order matters when sequential
+        self.eligible = np.flatnonzero(self.history.lengths() >= 2)
         if len(self.eligible) == 0:
             raise ValueError("no user has two training interactions; nothing to train on")
+
+    def _targets(
+        self, rng: np.random.Generator, users: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """L0 targets [B, m] (-1 padded), the cut of each history (sequential), and the seen
+        mask [B, num_items] (sequential: every item before the cut)."""
+        starts = self.history.indptr[users]
+        counts = self.history.indptr[users + 1] - starts
+        m = self.num_targets
+        if self.sequential:  # a cut in 1..n-1: at least one item before it, the target at it
+            cut = 1 + (rng.random(len(users)) * (counts - 1)).astype(np.int64)
+            positions = cut[:, None] + np.arange(m)
+        else:  # m distinct random items, keeping at least one for the prompt
+            cut = None
+            keys = [rng.permutation(int(n))[: min(m, int(n) - 1)] for n in counts]
+            positions = np.full((len(users), m), np.iinfo(np.int64).max)
+            for row, chosen in enumerate(keys):
+                positions[row, : len(chosen)] = chosen
+        valid = positions < counts[:, None]
+        flat = starts[:, None] + np.where(valid, positions, 0)
+        targets = np.where(valid, self.history.items[flat], -1)
+        if cut is None:
+            return targets, None, None
+        seen = np.zeros((len(users), self.num_items), dtype=bool)
+        rows = np.repeat(np.arange(len(users)), cut)
+        within = np.arange(int(cut.sum())) - np.repeat(np.cumsum(cut) - cut, cut)
+        seen[rows, self.history.items[starts[rows] + within]] = True
+        return targets, cut, seen
 
     def __call__(self, index: int) -> TrainBatch:
         rng = np.random.default_rng([self.seed, index, self.rank])
         users = rng.choice(
             self.eligible, self.batch_size, replace=len(self.eligible) < self.batch_size
         )
-        starts, counts = self.indptr[users], self.indptr[users + 1] - self.indptr[users]
-        targets = self.items_of[starts + (rng.random(len(users)) * counts).astype(np.int64)]
-        exclude = (users, targets)
+        contrastive = self.contrastive_batch or len(users)
+        all_targets, cut, seen = self._targets(rng, users)
+        targets = all_targets[:, 0]
+        shown = all_targets >= 0
+        exclude = (np.repeat(users, shown.sum(1)), all_targets[shown])
         views: dict[str, Tokens] = {}
         for side, seeds in (("user", users), ("item", targets)):
             wanted = sorted(int(v[4:]) for v in self.plan.all if v.startswith(side))
             if not wanted:
                 continue
-            hops = (
-                self.views.sample(side, seeds, 2 * index + (side == "item"), exclude)
-                if max(wanted)
-                else []
-            )
+            epoch = 2 * index + (side == "item")
+            if max(wanted) == 0:
+                hops = []
+            elif side == "user" and cut is not None:
+                hops = self.views.history_hops(users, self.history, cut, epoch)
+            else:
+                hops = self.views.sample(side, seeds, epoch, exclude)
             for hop in wanted:
-                views[f"{side}{hop}"] = self.views.assemble(side, hop, seeds, hops)
+                rows = len(seeds) if f"{side}{hop}" in self.full_views else contrastive
+                views[f"{side}{hop}"] = head_rows(self.views.assemble(side, hop, seeds, hops), rows)
         ids = BatchIds(
             torch.from_numpy(users),
             torch.from_numpy(targets),
             torch.from_numpy(targets + self.num_users),
+            l0_targets=torch.from_numpy(all_targets) if self.num_targets > 1 else None,
+            seen=None if seen is None else torch.from_numpy(seen),
+            cut=None if cut is None else torch.from_numpy(cut),
         )
         n_prompts = sum(t["input_ids"].shape[0] for t in views.values())
         n_tokens = int(sum(int(t["attention_mask"].sum()) for t in views.values()))
         return TrainBatch(views, ids, n_prompts, n_tokens)
+
+
+def head_rows(tokens: Tokens, rows: int) -> Tokens:
+    """The first ``rows`` prompts of a token batch, without padding columns they do not use."""
+    if rows >= tokens["input_ids"].shape[0]:
+        return tokens
+    length = int(tokens["attention_mask"][:rows].sum(1).max()) if rows else 0
+    length = max(length, int(tokens["pool_index"][:rows].max()) + 1 if rows else 0)
+    return {
+        key: value[:rows] if key == "pool_index" else value[:rows, :length]
+        for key, value in tokens.items()
+    }
 
 
 def concat_views(views: Sequence[Tokens]) -> tuple[Tokens, list[int]]:

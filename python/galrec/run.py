@@ -2,7 +2,8 @@
 evaluation, ``galrec recommend`` and ``galrec export``.
 
 A run directory holds ``config.yaml`` (the resolved config), ``dataset/`` (when the data was
-generated), ``features.npy`` (the external embeddings' input ``[t_v ; c_v]``), checkpoints
+generated), ``features.npy`` (the external embeddings' input ``[t_v ; c_v]``),
+``cf_vectors.npy`` / ``prior.safetensors`` (the score prior: CF vectors or SASRec), checkpoints
 (``last/``, ``best/``), ``metrics.jsonl`` and ``result.json``.
 """
 
@@ -27,6 +28,8 @@ from galrec.external import (
 )
 from galrec.model import GalRecModel, autocast
 from galrec.pipeline import ViewBuilder
+from galrec.prior import CFPrior, ScorePrior, SequentialPrior, fit_sasrec_prior
+from galrec.sequences import histories
 
 
 def load_dataset(cfg: DataConfig, out_dir: Path, write: bool) -> Any:
@@ -74,17 +77,21 @@ class Run:
     # ------------------------------------------------------------------ inference
     @torch.no_grad()
     def encode(
-        self, side: str, nodes: np.ndarray, hop: int, chunk: int = 64
+        self, side: str, nodes: np.ndarray, hop: int, chunk: int = 128, split: str = "valid"
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(h, z) of nodes' hop-``hop`` prompts (training edges only), in eval mode."""
+        """(h, z) of nodes' hop-``hop`` prompts (training edges only), in eval mode.
+
+        ``split``: the split these prompts score, which decides what a user's history may show
+        (galrec.sequences: the validation item only when testing).
+        """
         was = self.model.training
         self.model.eval()
         hs, zs = [], []
         for start in range(0, len(nodes), chunk):
             tokens = self.views.tokens(
-                side, nodes[start : start + chunk], hop=hop, device=self.device
+                side, nodes[start : start + chunk], hop=hop, device=self.device, split=split
             )
-            with autocast(self.device):
+            with autocast(self.device, self.cfg.train.precision):
                 h, z, _ = self.model(**tokens)
             hs.append(h.float())
             zs.append(z.float())
@@ -94,9 +101,9 @@ class Run:
             return torch.zeros(0, hidden), torch.zeros(0, dim)
         return torch.cat(hs), torch.cat(zs)
 
-    def user_states(self, users: np.ndarray) -> torch.Tensor:
+    def user_states(self, users: np.ndarray, split: str = "valid") -> torch.Tensor:
         """Pooled states h of users' hop-1 prompts, [len(users), H] (the L0 user side)."""
-        return self.encode("user", users, hop=1)[0]
+        return self.encode("user", users, hop=1, split=split)[0]
 
     def representations(self, side: str, nodes: np.ndarray, hop: int = 0) -> torch.Tensor:
         """Unit representations z of nodes' hop-``hop`` prompts, [len(nodes), head_dim]."""
@@ -107,19 +114,36 @@ class Run:
         return LMScorer(self)
 
     def evaluate(
-        self, split: str, ks: Sequence[int], scorer: LMScorer | None = None
+        self,
+        split: str,
+        ks: Sequence[int],
+        scorer: LMScorer | None = None,
+        users: np.ndarray | None = None,
     ) -> dict[str, float]:
-        """Full-ranking Recall/NDCG/HR/MRR@ks on ``split`` (training items masked).
+        """Full-ranking Recall/NDCG/HR/MRR@ks on ``split`` (training items masked), over every
+        user with a held-out item or only ``users``.
 
         Pass one ``scorer`` to several calls on unchanged weights to encode each user once.
         """
         from galrec.evaluate import evaluate
 
         scorer = scorer or self.scorer()
-        return evaluate(scorer, self.dataset, split=split, ks=ks, device=self.device).metrics
+        return evaluate(
+            scorer, self.dataset, split=split, ks=ks, device=self.device, users=users
+        ).metrics
+
+    def validation_users(self) -> np.ndarray | None:
+        """The fixed, seeded sample of ``train.eval_users`` validation users that training
+        validates on (None: all of them, when there are no more than that)."""
+        size = self.cfg.train.eval_users
+        users = np.unique(np.asarray(self.dataset.valid.users, dtype=np.int64))
+        if size <= 0 or len(users) <= size:
+            return None
+        rng = np.random.default_rng([self.cfg.train.seed, 0x5A11])
+        return np.sort(rng.choice(users, size, replace=False))
 
     @torch.no_grad()
-    def twin_metrics(self, scorer: LMScorer | None = None) -> dict[str, float]:
+    def twin_metrics(self, scorer: Any = None) -> dict[str, float]:
         """How well the model tells twins apart (generated data with ground truth only).
 
         ``twin_acc``: over test interactions whose item has twins, the share where the held-out
@@ -138,7 +162,9 @@ class Run:
         users, items = test_users[keep], test_items[keep]
         if len(users) == 0:
             return {}
-        scorer = scorer or self.scorer()
+        from galrec.evaluate import scorer_for_split
+
+        scorer = scorer_for_split(scorer or self.scorer(), self.dataset, "test")
         scores = scorer.score_users(torch.as_tensor(users, device=self.device)).float().cpu()
         members = torch.as_tensor(groups[group_of[items]])  # [n, twins]
         twin_scores = scores.gather(1, members)
@@ -153,18 +179,30 @@ class Run:
 
 
 class LMScorer:
-    """``score(u, i) = <W h_u, E_i>`` from users' hop-1 prompts (galrec.evaluate's Scorer).
+    """``score(u, i) = <W h_u, E_i>`` (plus the CF path's score when the model has one) from
+    users' hop-1 prompts (galrec.evaluate's Scorer), for the prompts of one split.
 
     A snapshot of the current weights: the item side is computed once, each user's prompt is
-    encoded once and kept (so valid, test and twin metrics share the work).
+    encoded once and kept (so valid, test and twin metrics share the work where the prompts
+    are the same; a sequential model's test prompts also show the validation item).
     """
 
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, split: str = "valid", items: torch.Tensor | None = None) -> None:
         self.run = run
+        self.split = split
         self.num_items = int(run.dataset.num_items)
-        with torch.no_grad():
-            self.items = run.model.external.item_matrix().float()
+        if items is None:
+            with torch.no_grad():
+                items = run.model.external.item_matrix().float()
+        self.items = items
         self._user_vectors: dict[int, torch.Tensor] = {}
+
+    def for_split(self, data: Any, split: str) -> LMScorer:
+        """The scorer whose user prompts may show what scoring ``split`` allows (``data`` is
+        the run's own dataset; galrec.evaluate's SplitScorer protocol)."""
+        if split == self.split or not self.run.views.sequential:
+            return self
+        return LMScorer(self.run, split, self.items)
 
     @torch.no_grad()
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
@@ -172,11 +210,16 @@ class LMScorer:
         ids = users.cpu().tolist()
         missing = sorted({u for u in ids if u not in self._user_vectors})
         if missing:
-            h = self.run.user_states(np.asarray(missing, dtype=np.int64))
+            h = self.run.user_states(np.asarray(missing, dtype=np.int64), self.split)
             vectors = self.run.model.scorer.proj(h).float()
             self._user_vectors.update(zip(missing, vectors, strict=True))
         stacked = torch.stack([self._user_vectors[u] for u in ids])
-        return (stacked @ self.items.T).to(users.device)
+        scores = stacked @ self.items.T
+        prior = self.run.model.prior
+        if prior is not None:
+            ids_t = torch.as_tensor(ids, device=scores.device)
+            scores = scores + prior(prior.user_states(ids_t, self.split))
+        return scores.to(users.device)
 
 
 def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple[GalRecModel, Path]:
@@ -187,9 +230,13 @@ def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple
     ``write``, saved atomically.
     """
     features_file = work_dir / "features.npy"
+    cf_file = work_dir / "cf_vectors.npy"
     loaded = load_backbone(cfg.model, dataset.item_texts, work_dir, seed=cfg.train.seed)
+    cf: np.ndarray | None = None
     if features_file.is_file():
         feats = torch.from_numpy(np.load(features_file, allow_pickle=False))
+        if cfg.model.score_prior == "cf":
+            cf = np.load(cf_file, allow_pickle=False)
     else:
         cache = work_dir.parent / ".galrec-cache"  # shared by the runs beside this one
         item_text = cached_text_features(
@@ -206,17 +253,69 @@ def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple
         feats = node_features(blocks)
         if write:
             work_dir.mkdir(parents=True, exist_ok=True)
-            tmp = work_dir / "features.tmp.npy"
-            np.save(tmp, feats.numpy(), allow_pickle=False)
-            tmp.replace(features_file)
+            if cfg.model.score_prior == "cf" and cf is not None:  # before features.npy: done
+                _save_atomic(cf_file, cf)
+            _save_atomic(features_file, feats.numpy())
     torch.manual_seed(cfg.train.seed)  # trainable init must not depend on what came from caches
     backbone = Backbone(loaded, cfg.model)
     external = ExternalEmbeddings(
         feats, dataset.num_users, backbone.hidden_size, cfg.model.projector, cfg.model.id_residual
     )
-    return GalRecModel(
-        backbone, external, cfg.model.head_dim, cfg.model.id_tokens
-    ), loaded.tokenizer_json
+    prior = build_prior(cfg, dataset, work_dir, cf, write)
+    model = GalRecModel(
+        backbone,
+        external,
+        cfg.model.head_dim,
+        cfg.model.id_tokens,
+        prior=prior,
+        lm_score=cfg.model.lm_score,
+    )
+    return model, loaded.tokenizer_json
+
+
+def build_prior(
+    cfg: Config, dataset: Any, work_dir: Path, cf: np.ndarray | None, write: bool
+) -> ScorePrior | None:
+    """The score prior ``model.score_prior`` asks for, its scale calibrated on training pairs:
+    (user, item at a random cut of the user's time-ordered training history)."""
+    name = cfg.model.score_prior
+    if name == "none":
+        return None
+    prior: ScorePrior
+    if name == "cf":
+        if cf is None:
+            raise ValueError("model.score_prior=cf needs collaborative features (cf_features)")
+        vectors = torch.from_numpy(np.asarray(cf, dtype=np.float32))
+        prior = CFPrior(vectors[: dataset.num_users], vectors[dataset.num_users :])
+    else:
+        run_file = (
+            work_dir / "prior.safetensors"
+            if write or (work_dir / "prior.safetensors").is_file()
+            else None
+        )
+        model = fit_sasrec_prior(
+            dataset,
+            cfg.train.seed,
+            cfg.model.sasrec_epochs,
+            work_dir.parent / ".galrec-cache",
+            run_file,
+        )
+        prior = SequentialPrior(model, dataset)
+    history = histories(dataset, "train")
+    lengths = history.lengths()
+    rng = np.random.default_rng([cfg.train.seed, 0xCA1])
+    users = rng.choice(np.flatnonzero(lengths >= 2), 2048)
+    cut = 1 + (rng.random(len(users)) * (lengths[users] - 1)).astype(np.int64)
+    items = history.items[history.indptr[users] + cut]
+    users_t, cut_t = torch.from_numpy(users), torch.from_numpy(cut)
+    prior.calibrate(prior.user_states(users_t, "train", cut_t), torch.from_numpy(items))
+    return prior
+
+
+def _save_atomic(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, array, allow_pickle=False)
+    tmp.replace(path)
 
 
 def build_run(cfg: Config, out_dir: Path, write: bool = True) -> Run:
@@ -228,7 +327,14 @@ def build_run(cfg: Config, out_dir: Path, write: bool = True) -> Run:
     dataset = load_dataset(cfg.data, out_dir, write)
     graph = dataset.train_graph()
     model, tokenizer_json = build_model(cfg, dataset, out_dir, write)
-    views = ViewBuilder(dataset, graph, tokenizer_json, cfg.prompts, seed=cfg.train.seed)
+    views = ViewBuilder(
+        dataset,
+        graph,
+        tokenizer_json,
+        cfg.prompts,
+        seed=cfg.train.seed,
+        sequential=cfg.train.target == "next",
+    )
     return Run(cfg, out_dir, dataset, graph, model, views)
 
 

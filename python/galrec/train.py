@@ -37,7 +37,7 @@ from galrec.evaluate import resolve_device
 from galrec.model import autocast
 from galrec.momentum import MomentumEncoder
 from galrec.objective import BatchIds, enqueue_keys, objective, plan_views
-from galrec.pipeline import BatchSource, Prefetcher, Tokens, TrainBatch, concat_views
+from galrec.pipeline import BatchSource, Prefetcher, Tokens, TrainBatch, concat_views, head_rows
 from galrec.queue import TypedQueues
 from galrec.run import Run, build_run
 
@@ -129,6 +129,7 @@ class Trainer:
                 self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None
             )
         self.source = BatchSource(self.run, self.plan, rank=self.dist.rank)
+        self._validation_users = self.run.validation_users()
         self.step = 0
         self.best_metric = -math.inf
         self.best_step = -1
@@ -140,15 +141,19 @@ class Trainer:
         views = {
             name: {k: v.to(self.device) for k, v in t.items()} for name, t in batch.views.items()
         }
-        ids = BatchIds(
-            *(t.to(self.device) for t in (batch.ids.users, batch.ids.targets, batch.ids.items))
-        )
+        ids = batch.ids.to(self.device)
         score_rows = views["user1"]["input_ids"].shape[0] if self.cfg.loss.l0 > 0 else 0
-        with autocast(self.device):
-            online = self._encode_online(views, score_rows)
+        key_rows = self.cfg.loss.contrastive_batch or ids.users.shape[0]
+        prior = self.model.prior
+        prior_states = None
+        if prior is not None and score_rows > 0:
+            prior_states = prior.user_states(ids.users, "train", ids.cut)
+        with autocast(self.device, self.cfg.train.precision):
+            online = self._encode_online(views, score_rows, prior_states)
             scores = online.pop("scores", None)
             keys = {
-                v: self.momentum.forward(self.model, **views[v])[1].float() for v in self.plan.keys
+                v: self.momentum.forward(self.model, **head_rows(views[v], key_rows))[1].float()
+                for v in self.plan.keys
             }
             loss, terms = objective(
                 self.cfg.loss, self.plan, online, keys, ids, self.queues, scores
@@ -164,7 +169,9 @@ class Trainer:
         out["loss"] = float(loss.detach())
         return out
 
-    def _encode_online(self, views: dict[str, Tokens], score_rows: int) -> dict[str, Any]:
+    def _encode_online(
+        self, views: dict[str, Tokens], score_rows: int, prior_states: torch.Tensor | None
+    ) -> dict[str, Any]:
         """(h, z) of every online view, plus "scores" (L0) of the user1 view.
 
         One process: one forward per view (no padding to the longest view). Under DDP: one
@@ -173,14 +180,16 @@ class Trainer:
         out: dict[str, Any] = {}
         if isinstance(self.online, torch.nn.parallel.DistributedDataParallel):
             tokens, sizes = concat_views([views[v] for v in self.plan.online])
-            h, z, scores = self.online(**tokens, score_rows=score_rows)
+            h, z, scores = self.online(**tokens, score_rows=score_rows, prior_states=prior_states)
             for name, hv, zv in zip(self.plan.online, h.split(sizes), z.split(sizes), strict=True):
                 out[name] = (hv.float(), zv.float())
         else:
             scores = None
             for name in self.plan.online:
                 rows = score_rows if name == "user1" else 0
-                h, z, view_scores = self.online(**views[name], score_rows=rows)
+                h, z, view_scores = self.online(
+                    **views[name], score_rows=rows, prior_states=prior_states
+                )
                 out[name] = (h.float(), z.float())
                 scores = view_scores if view_scores is not None else scores
         if scores is not None:
@@ -224,8 +233,9 @@ class Trainer:
             dist.all_gather(parts, t.contiguous())
             return torch.cat(parts)
 
+        rows = min(z.shape[0] for z in keys.values())  # the contrastive sub-batch
         gathered = {name: gather(z) for name, z in keys.items()}
-        return gathered, BatchIds(gather(ids.users), gather(ids.targets), gather(ids.items))
+        return gathered, BatchIds(*(gather(t[:rows]) for t in (ids.users, ids.targets, ids.items)))
 
     # ------------------------------------------------------------------ the loop
     def fit(self, resume: bool = False) -> TrainResult:
@@ -285,7 +295,9 @@ class Trainer:
 
     def _validate(self, logger: MetricsLogger) -> bool:
         """Validate; keep the best checkpoint; True when early stopping says stop."""
-        metrics = self.run.evaluate(split="valid", ks=(self.cfg.train.eval_k,))
+        metrics = self.run.evaluate(
+            split="valid", ks=(self.cfg.train.eval_k,), users=self._validation_users
+        )
         key = f"ndcg@{self.cfg.train.eval_k}"
         record = {"step": self.step, **{f"valid/{k}": v for k, v in metrics.items()}}
         self.history.append(record)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -132,10 +133,11 @@ def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) ->
     """
     from galrec.backbone import BackboneNotInstalled
     from galrec.config import load_config
-    from galrec.train import train
+    from galrec.train import Trainer
 
     started = time.perf_counter()
     rows = []
+    trainer = None
     for name in QUICKSTART_MODELS:
         overrides = [
             *QUICKSTART_OVERRIDES,
@@ -150,14 +152,39 @@ def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) ->
             f"== {name}: {Path(str(config_path(name))).read_text().splitlines()[0].lstrip('# ')}"
         )
         try:
-            result = train(cfg, Path(out_dir) / name)
+            trainer = Trainer(cfg, Path(out_dir) / name)
+            result = trainer.fit()
         except BackboneNotInstalled as err:
             raise click.ClickException(str(err)) from err
         rows.append((name, result.test))
     click.echo("")
-    click.echo(format_table(rows))
+    references = reference_rows(trainer.run) if trainer is not None else []
+    click.echo(format_table(references + rows))
     click.echo(f"\nfinished in {time.perf_counter() - started:.0f} s; runs in {out_dir}/")
     click.echo(f"next: galrec recommend {out_dir}/gal_rec --user 0 -k 10")
+
+
+def reference_rows(run: Any) -> list[tuple[str, dict[str, float]]]:
+    """Popularity and the run's own CF model (LightGCN with the baseline's settings, the
+    ``lightgcn`` row of ``galrec compare`` at this seed) on the test split: where the language
+    models stand against what needs no language model."""
+    from galrec.baselines import EmbeddingScorer, PopularityScorer
+    from galrec.evaluate import evaluate
+    from galrec.prior import CFPrior
+
+    data = run.dataset
+    scorers: list[tuple[str, Any]] = [
+        ("popularity", PopularityScorer.fit(data.train.items, data.num_items))
+    ]
+    prior = run.model.prior
+    if isinstance(prior, CFPrior) and run.cfg.model.cf_features == "lightgcn":
+        scorers.append(("lightgcn", EmbeddingScorer(prior.user_vectors, prior.item_vectors)))
+    rows = []
+    for name, scorer in scorers:
+        metrics = evaluate(scorer, data, split="test", ks=(10,)).metrics
+        metrics.update(run.twin_metrics(scorer))
+        rows.append((name, metrics))
+    return rows
 
 
 def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:

@@ -1,0 +1,235 @@
+"""GAL-Rec's time-ordered training and its CF score path: histories, next-item targets that
+never leak into prompts, the multi-target L0, and a fused score that starts as the CF ranking."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from galrec.data.prepared import Interactions
+from galrec.losses import recommendation_loss
+from galrec.objective import plan_views
+from galrec.pipeline import BatchSource
+from galrec.run import build_run
+from galrec.sequences import histories
+from train_helpers import tiny_config
+
+
+class _Data:
+    """Three users; user 0 has items 3, 1, 4, 0 in time order (rows deliberately shuffled)."""
+
+    num_users = 3
+    num_items = 6
+    train = Interactions(
+        users=np.array([0, 1, 0, 0, 2, 0, 1]),
+        items=np.array([4, 2, 3, 1, 5, 0, 0]),
+        timestamps=np.array([30, 5, 10, 20, 1, 40, 6]),
+    )
+    valid = Interactions(np.array([0, 1]), np.array([5, 3]), np.array([50, 7]))
+    test = Interactions(np.array([0, 1]), np.array([2, 4]), np.array([60, 8]))
+
+
+def test_histories_are_in_time_order_and_follow_the_protocol():
+    valid = histories(_Data(), "valid")
+    assert valid.of(0).tolist() == [3, 1, 4, 0]
+    assert valid.of(1).tolist() == [2, 0]
+    test = histories(_Data(), "test")
+    assert test.of(0).tolist() == [3, 1, 4, 0, 5]  # the validation item comes last
+    assert histories(_Data(), "test", valid_in_test=False).of(0).tolist() == [3, 1, 4, 0]
+    for split in ("valid", "test"):  # the item being evaluated is never in the input
+        held_out = getattr(_Data, split)
+        for user, item in zip(held_out.users, held_out.items, strict=True):
+            assert item not in histories(_Data(), split).of(int(user))
+
+
+def test_recent_lists_newest_first_and_stops_before_the_cut():
+    hist = histories(_Data(), "valid")
+    offsets, items = hist.recent(np.array([0, 1]), k=2)
+    assert offsets.tolist() == [0, 2, 4] and items.tolist() == [0, 4, 0, 2]
+    offsets, items = hist.recent(np.array([0, 0]), k=3, cut=np.array([1, 3]))
+    assert items[offsets[0] : offsets[1]].tolist() == [3]
+    assert items[offsets[1] : offsets[2]].tolist() == [4, 1, 3]
+    with pytest.raises(ValueError, match="cut"):
+        hist.recent(np.array([1]), k=2, cut=np.array([3]))
+
+
+def test_multi_target_l0_matches_a_hand_computed_case():
+    scores = torch.tensor([[1.0, 2.0, 0.5, -1.0], [0.0, 0.0, 3.0, 1.0]])
+    targets = torch.tensor([[1, 2], [3, -1]])
+    seen = torch.tensor([[True, False, False, False], [False, False, False, False]])
+    row0 = torch.tensor([2.0, 0.5, -1.0])  # item 0 is seen: out of the softmax
+    lp0 = row0 - torch.logsumexp(row0, 0)
+    lp1 = scores[1] - torch.logsumexp(scores[1], 0)
+    expected = -((lp0[0] + lp0[1]) / 2 + lp1[3]) / 2
+    got = recommendation_loss(scores, targets, seen)
+    assert math.isclose(float(got), float(expected), rel_tol=1e-6)
+    # One target per row is plain cross-entropy.
+    one = recommendation_loss(scores, torch.tensor([1, 3]))
+    assert math.isclose(float(one), float(F.cross_entropy(scores, torch.tensor([1, 3]))))
+    with pytest.raises(ValueError, match="at least one target"):
+        recommendation_loss(scores, torch.tensor([[1, 2], [-1, -1]]))
+
+
+@pytest.fixture(scope="module")
+def sequential_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("seq")
+    cfg = tiny_config(
+        out,
+        "gal_rec",
+        "train.target=next",
+        "loss.l0_targets=3",
+        "model.cf_epochs=5",
+        "prompts.max_length=128",
+    )
+    return build_run(cfg, out)
+
+
+def test_next_item_prompts_never_show_the_target_or_a_later_item(sequential_run):
+    run = sequential_run
+    source = BatchSource(run, plan_views(run.cfg.loss))
+    hist = source.history
+    position = {}  # (user, item) -> position in the user's history
+    for user in range(hist.num_users):
+        for pos, item in enumerate(hist.of(user)):
+            position[(user, int(item))] = pos
+    num_users = run.dataset.num_users
+    checked = 0
+    for index in range(6):
+        batch = source(index)
+        users = batch.ids.users.numpy()
+        targets = batch.ids.l0_targets.numpy()
+        seen = batch.ids.seen.numpy()
+        for view in ("user1", "user2"):
+            node_ids = batch.views[view]["node_ids"].numpy()
+            for row, user in enumerate(users):
+                cut = position[(int(user), int(targets[row, 0]))]
+                shown = [n - num_users for n in node_ids[row] if n >= num_users]
+                assert shown, "a history prompt shows at least one item"
+                assert all(position[(int(user), item)] < cut for item in shown)
+                later = [t for t in targets[row] if t >= 0]
+                assert all(t not in shown for t in later)
+                checked += 1
+        for row, user in enumerate(users):  # targets are the next items, in order
+            cut = position[(int(user), int(targets[row, 0]))]
+            expected = hist.of(int(user))[cut : cut + 3].tolist()
+            assert targets[row][targets[row] >= 0].tolist() == expected
+            assert sorted(np.flatnonzero(seen[row]).tolist()) == sorted(
+                hist.of(int(user))[:cut].tolist()
+            )
+    assert checked > 0
+
+
+def test_eval_prompts_show_the_validation_item_only_when_testing(sequential_run):
+    run = sequential_run
+    data = run.dataset
+    num_users = data.num_users
+    users = np.asarray(data.valid.users)[:8]
+    valid_items = dict(zip(data.valid.users.tolist(), data.valid.items.tolist(), strict=True))
+    for split, expect_valid in (("valid", False), ("test", True)):
+        tokens = run.views.tokens("user", users, hop=1, split=split)
+        for row, user in enumerate(users):
+            shown = [n - num_users for n in tokens["node_ids"][row].tolist() if n >= num_users]
+            assert (valid_items[int(user)] in shown) is expect_valid
+            assert shown[0] == histories(data, split).of(int(user))[-1]  # newest first
+
+
+def test_fused_score_at_step_zero_ranks_like_the_cf_model(sequential_run):
+    run = sequential_run
+    cf = run.model.prior
+    assert cf is not None and float(cf.log_scale.detach()) != 0.0  # calibrated
+    users = torch.arange(run.dataset.num_users)
+    scores = run.scorer().score_users(users)
+    raw = cf.user_vectors @ cf.item_vectors.T
+    assert torch.equal(scores.argsort(1, descending=True), raw.argsort(1, descending=True))
+    assert torch.allclose(scores, cf.log_scale.exp() * raw, atol=1e-5)
+
+
+def test_lm_term_learns_and_lm_score_off_keeps_the_cf_ranking(tmp_path):
+    from galrec.train import Trainer
+
+    common = ("train.target=next", "model.cf_epochs=5", "train.steps=4", "train.eval_every=0")
+    trainer = Trainer(tiny_config(tmp_path / "on", "gal_rec", *common))
+    trainer.fit()
+    assert float(trainer.model.scorer.proj.weight.abs().sum()) > 0
+    off = Trainer(tiny_config(tmp_path / "off", "gal_rec", *common, "model.lm_score=false"))
+    off.fit()
+    assert float(off.model.scorer.proj.weight.abs().sum()) == 0
+    cf = off.model.prior
+    users = torch.arange(off.run.dataset.num_users)
+    scores = off.run.scorer().score_users(users)
+    raw = cf.user_vectors @ cf.item_vectors.T
+    assert torch.equal(scores.argsort(1, descending=True), raw.argsort(1, descending=True))
+
+
+def test_contrastive_sub_batch_covers_the_first_rows_and_fills_the_queue(tmp_path):
+    from galrec.train import Trainer
+
+    cfg = tiny_config(
+        tmp_path, "gal_rec", "loss.contrastive_batch=4", "model.cf_epochs=5", "train.steps=2",
+        "train.eval_every=0", "train.target=next",
+    )  # fmt: skip
+    trainer = Trainer(cfg)
+    batch = trainer.source(0)
+    assert batch.views["user1"]["input_ids"].shape[0] == cfg.train.batch_size
+    for view in ("user0", "user2", "item0", "item1", "item2"):
+        tokens = batch.views[view]
+        assert tokens["input_ids"].shape[0] == 4
+        assert bool(tokens["attention_mask"][:, -1].any())  # no all-padding column kept
+    trainer.fit()
+    assert trainer.queues is not None
+    # Two steps of 4 keys from each of two key views per node type (user0/1, item0/1).
+    assert trainer.queues.user.filled == 2 * 2 * 4
+    assert trainer.queues.item.filled == 2 * 2 * 4
+
+
+def test_validation_sample_is_fixed_by_the_seed(sequential_run):
+    import dataclasses
+
+    run = sequential_run
+    valid_users = np.unique(run.dataset.valid.users)
+    small = dataclasses.replace(run.cfg.train, eval_users=20)
+    run_small = dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, train=small))
+    sample = run_small.validation_users()
+    assert sample is not None and len(sample) == 20 and set(sample) <= set(valid_users)
+    assert np.array_equal(sample, run_small.validation_users())
+    other_seed = dataclasses.replace(small, seed=1)
+    other = dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, train=other_seed))
+    assert not np.array_equal(sample, other.validation_users())
+    assert run.validation_users() is None  # 1,000 >= the users there are: validate on all
+
+
+def test_sasrec_prior_starts_from_sasrec_and_never_reads_the_target(tmp_path):
+    from galrec.baselines.sequential import SequentialScorer
+    from galrec.evaluate import scorer_for_split
+
+    cfg = tiny_config(
+        tmp_path / "run", "gal_rec", "train.target=next", "model.score_prior=sasrec",
+        "model.cf_epochs=5", "model.sasrec_epochs=3",
+    )  # fmt: skip
+    run = build_run(cfg, tmp_path / "run")
+    prior = run.model.prior
+    assert prior is not None and (tmp_path / "run" / "prior.safetensors").is_file()
+    sasrec = SequentialScorer(prior.model)
+    users = torch.arange(run.dataset.num_users)
+    for split in ("valid", "test"):  # step 0: exactly SASRec's ranking, split by split
+        fused = scorer_for_split(run.scorer(), run.dataset, split).score_users(users)
+        alone = scorer_for_split(sasrec, run.dataset, split).score_users(users)
+        assert torch.allclose(fused, prior.log_scale.exp().detach() * alone, atol=1e-4)
+    # Training states read only the items before the cut: changing the target and everything
+    # after it leaves them unchanged.
+    history = histories(run.dataset, "train")
+    user = int(np.argmax(history.lengths()))
+    cut = torch.tensor([3])
+    before = prior.user_states(torch.tensor([user]), "train", cut)
+    start = history.indptr[user]
+    saved = history.items[start + 3 :].copy()
+    history.items[start + 3 : history.indptr[user + 1]] = 0
+    prior._histories["train"] = history
+    assert torch.equal(before, prior.user_states(torch.tensor([user]), "train", cut))
+    history.items[start + 3 :] = saved
+    # A finished run reopens the same prior from its own copy, without retraining.
+    reopened = build_run(cfg, tmp_path / "run", write=False).model.prior
+    assert torch.equal(reopened.item_vectors, prior.item_vectors)
