@@ -32,6 +32,7 @@ from galrec.baselines import (
     EmbeddingScorer,
     LightGCNConfig,
     PopularityScorer,
+    SequentialFit,
     SequentialScorer,
     build_model,
     fit_lightgcn,
@@ -175,6 +176,25 @@ def _train_popularity(request: TrainRequest) -> TrainedModel:
     return TrainedModel(scorer=scorer, history=[], train_seconds=seconds)
 
 
+def _save_fit(
+    name: str, request: TrainRequest, config: dict[str, Any], result: BaselineFit | SequentialFit
+) -> TrainedModel:
+    """Write the run directory of a fitted baseline (``run.json`` with its best epoch, the
+    history, the weights) and return it as a :class:`TrainedModel`; shared by the epoch-trained
+    baselines so that their runs look alike."""
+    meta = _meta(name, request, config, result.seconds)
+    meta["best_epoch"] = result.best_epoch
+    write_run(request.run_dir, meta, result.history)
+    scorer = result.scorer()
+    scorer.save(request.run_dir / WEIGHTS_FILE)
+    return TrainedModel(
+        scorer=scorer,
+        history=result.history,
+        train_seconds=result.seconds,
+        info={"best_epoch": result.best_epoch},
+    )
+
+
 def _bpr_trainer(
     name: str, config_type: type[BPRConfig], fit: Callable[..., BaselineFit]
 ) -> Callable[[TrainRequest], TrainedModel]:
@@ -192,17 +212,7 @@ def _bpr_trainer(
             valid=(data.valid.users, data.valid.items),
             progress=request.progress,
         )
-        meta = _meta(name, request, dataclasses.asdict(config), result.seconds)
-        meta["best_epoch"] = result.best_epoch
-        write_run(request.run_dir, meta, result.history)
-        scorer = result.scorer()
-        scorer.save(request.run_dir / WEIGHTS_FILE)
-        return TrainedModel(
-            scorer=scorer,
-            history=result.history,
-            train_seconds=result.seconds,
-            info={"best_epoch": result.best_epoch},
-        )
+        return _save_fit(name, request, dataclasses.asdict(config), result)
 
     return train
 
@@ -212,17 +222,7 @@ def _sequential_trainer(name: str) -> Callable[[TrainRequest], TrainedModel]:
         config = {**request.config, "seed": request.seed, "device": request.device}
         model = build_model(name, request.dataset.num_items, config)
         result = fit_sequential(model, request.dataset, progress=request.progress)
-        meta = _meta(name, request, dataclasses.asdict(model.config), result.seconds)
-        meta["best_epoch"] = result.best_epoch
-        write_run(request.run_dir, meta, result.history)
-        scorer = result.scorer()
-        scorer.save(request.run_dir / WEIGHTS_FILE)
-        return TrainedModel(
-            scorer=scorer,
-            history=result.history,
-            train_seconds=result.seconds,
-            info={"best_epoch": result.best_epoch},
-        )
+        return _save_fit(name, request, dataclasses.asdict(model.config), result)
 
     return train
 

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from galrec.baselines.scorers import EmbeddingScorer
+from galrec.baselines.selection import EarlyStopping, epoch_range
 from galrec.evaluate import UserItemSets, rank_users, resolve_device
 
 ConfigT = TypeVar("ConfigT", bound="BPRConfig")
@@ -138,16 +139,9 @@ def fit_bpr(
     )
     k = int(config.eval_metric.split("@")[1])
     history: list[dict[str, float]] = []
-    best_value, best_epoch = -1.0, 0
-    best_tables: tuple[torch.Tensor, torch.Tensor] | None = None
-    runs_without_gain = 0
+    stopping: EarlyStopping[tuple[torch.Tensor, torch.Tensor]] = EarlyStopping(config.patience)
     start = time.perf_counter()
-    epochs = range(1, config.epochs + 1)
-    if progress:
-        from tqdm import tqdm
-
-        epochs = tqdm(epochs, desc=type(model).__name__, leave=False)
-    for epoch in epochs:
+    for epoch in epoch_range(config.epochs, progress, type(model).__name__):
         model.train()
         order = torch.randperm(len(users), generator=generator, device=device)
         total = 0.0
@@ -182,16 +176,17 @@ def fit_bpr(
             )
             value = result.metrics[config.eval_metric]
             record[f"valid_{config.eval_metric}"] = value
-            if value > best_value:
-                best_value, best_epoch = value, epoch
-                best_tables = (user_all.detach().clone(), item_all.detach().clone())
-                runs_without_gain = 0
-            else:
-                runs_without_gain += 1
+            # update() calls the snapshot at once (only on a gain), so the late binding is moot.
+            stopping.update(
+                epoch,
+                value,
+                lambda: (user_all.detach().clone(), item_all.detach().clone()),  # noqa: B023
+            )
         record["seconds"] = time.perf_counter() - start
         history.append(record)
-        if valid_sets is not None and runs_without_gain >= config.patience:
+        if valid_sets is not None and stopping.should_stop:
             break
+    best_tables, best_epoch = stopping.best_state, stopping.best_epoch
     if best_tables is None:
         model.eval()
         with torch.no_grad():

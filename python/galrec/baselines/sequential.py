@@ -32,6 +32,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from galrec.baselines.selection import EarlyStopping, epoch_range
 from galrec.evaluate import SplitDataset, rank_users, resolve_device, split_sets
 from galrec.sequences import Histories, histories
 
@@ -278,16 +279,9 @@ def fit_sequential(
     truth, exclude = split_sets(data, "valid")
     k = int(config.eval_metric.split("@")[1])
     history: list[dict[str, float]] = []
-    best_value, best_epoch = -1.0, 0
-    best_state: dict[str, torch.Tensor] | None = None
-    runs_without_gain = 0
+    stopping: EarlyStopping[dict[str, torch.Tensor]] = EarlyStopping(config.patience)
     start = time.perf_counter()
-    epochs = range(1, config.epochs + 1)
-    if progress:
-        from tqdm import tqdm
-
-        epochs = tqdm(epochs, desc=type(model).__name__, leave=False)
-    for epoch in epochs:
+    for epoch in epoch_range(config.epochs, progress, type(model).__name__):
         model.train()
         order = torch.randperm(len(inputs), generator=generator, device=device)
         total = 0.0
@@ -305,21 +299,19 @@ def fit_sequential(
             result = rank_users(valid_scorer, truth, exclude, ks=(k,), split="valid", device=device)
             value = result.metrics[config.eval_metric]
             record[f"valid_{config.eval_metric}"] = value
-            if value > best_value:
-                best_value, best_epoch, runs_without_gain = value, epoch, 0
-                best_state = {n: t.detach().clone() for n, t in model.state_dict().items()}
-            else:
-                runs_without_gain += 1
+            stopping.update(
+                epoch, value, lambda: {n: t.detach().clone() for n, t in model.state_dict().items()}
+            )
         record["seconds"] = time.perf_counter() - start
         history.append(record)
-        if runs_without_gain >= config.patience:
+        if stopping.should_stop:
             break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    if stopping.best_state is not None:
+        model.load_state_dict(stopping.best_state)
     model.eval()
     return SequentialFit(
         model=model.cpu(),
         history=history,
-        best_epoch=best_epoch,
+        best_epoch=stopping.best_epoch,
         seconds=time.perf_counter() - start,
     )
