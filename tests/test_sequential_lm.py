@@ -81,6 +81,7 @@ def sequential_run(tmp_path_factory):
         "gal_rec",
         "train.target=next",
         "loss.l0_targets=3",
+        "model.score_prior=cf",
         "model.cf_epochs=5",
         "prompts.max_length=128",
     )
@@ -103,8 +104,8 @@ def test_next_item_prompts_never_show_the_target_or_a_later_item(sequential_run)
         targets = batch.ids.l0_targets.numpy()
         seen = batch.ids.seen.numpy()
         for view in ("user1", "user2"):
-            node_ids = batch.views[view]["node_ids"].numpy()
-            for row, user in enumerate(users):
+            node_ids = batch.views[view]["node_ids"].numpy()  # user2: the contrastive rows
+            for row, user in enumerate(users[: len(node_ids)]):
                 cut = position[(int(user), int(targets[row, 0]))]
                 shown = [n - num_users for n in node_ids[row] if n >= num_users]
                 assert shown, "a history prompt shows at least one item"
@@ -138,26 +139,30 @@ def test_eval_prompts_show_the_validation_item_only_when_testing(sequential_run)
 
 def test_fused_score_at_step_zero_ranks_like_the_cf_model(sequential_run):
     run = sequential_run
-    cf = run.model.prior
-    assert cf is not None and float(cf.log_scale.detach()) != 0.0  # calibrated
+    prior = run.model.prior
+    assert prior is not None and float(prior.log_scale.detach()[0]) != 0.0  # calibrated
+    cf = prior.part(0)
     users = torch.arange(run.dataset.num_users)
     scores = run.scorer().score_users(users)
     raw = cf.user_vectors @ cf.item_vectors.T
     assert torch.equal(scores.argsort(1, descending=True), raw.argsort(1, descending=True))
-    assert torch.allclose(scores, cf.log_scale.exp() * raw, atol=1e-5)
+    assert torch.allclose(scores, prior.log_scale.detach().exp() * raw, atol=1e-5)
 
 
 def test_lm_term_learns_and_lm_score_off_keeps_the_cf_ranking(tmp_path):
     from galrec.train import Trainer
 
-    common = ("train.target=next", "model.cf_epochs=5", "train.steps=4", "train.eval_every=0")
+    common = (
+        "train.target=next", "model.score_prior=cf", "model.cf_epochs=5", "train.steps=4",
+        "train.eval_every=0",
+    )  # fmt: skip
     trainer = Trainer(tiny_config(tmp_path / "on", "gal_rec", *common))
     trainer.fit()
     assert float(trainer.model.scorer.proj.weight.abs().sum()) > 0
     off = Trainer(tiny_config(tmp_path / "off", "gal_rec", *common, "model.lm_score=false"))
     off.fit()
     assert float(off.model.scorer.proj.weight.abs().sum()) == 0
-    cf = off.model.prior
+    cf = off.model.prior.part(0)
     users = torch.arange(off.run.dataset.num_users)
     scores = off.run.scorer().score_users(users)
     raw = cf.user_vectors @ cf.item_vectors.T
@@ -210,14 +215,15 @@ def test_sasrec_prior_starts_from_sasrec_and_never_reads_the_target(tmp_path):
         "model.cf_epochs=5", "model.sasrec_epochs=3",
     )  # fmt: skip
     run = build_run(cfg, tmp_path / "run")
-    prior = run.model.prior
-    assert prior is not None and (tmp_path / "run" / "prior.safetensors").is_file()
+    prior = run.model.prior.part(0)
+    scale = run.model.prior.log_scale.detach().exp()
+    assert (tmp_path / "run" / "prior.safetensors").is_file()
     sasrec = SequentialScorer(prior.model)
     users = torch.arange(run.dataset.num_users)
     for split in ("valid", "test"):  # step 0: exactly SASRec's ranking, split by split
         fused = scorer_for_split(run.scorer(), run.dataset, split).score_users(users)
         alone = scorer_for_split(sasrec, run.dataset, split).score_users(users)
-        assert torch.allclose(fused, prior.log_scale.exp().detach() * alone, atol=1e-4)
+        assert torch.allclose(fused, scale * alone, atol=1e-4)
     # Training states read only the items before the cut: changing the target and everything
     # after it leaves them unchanged.
     history = histories(run.dataset, "train")
@@ -231,5 +237,40 @@ def test_sasrec_prior_starts_from_sasrec_and_never_reads_the_target(tmp_path):
     assert torch.equal(before, prior.user_states(torch.tensor([user]), "train", cut))
     history.items[start + 3 :] = saved
     # A finished run reopens the same prior from its own copy, without retraining.
-    reopened = build_run(cfg, tmp_path / "run", write=False).model.prior
+    reopened = build_run(cfg, tmp_path / "run", write=False).model.prior.part(0)
     assert torch.equal(reopened.item_vectors, prior.item_vectors)
+
+
+def test_combined_prior_calibrates_a_mix_no_worse_than_either_part():
+    from galrec.prior import CFPart, ScorePrior
+
+    g = torch.Generator().manual_seed(0)
+    items = torch.randint(0, 30, (400,), generator=g)
+    informative = F.one_hot(items, 30).float() * 3 + torch.randn(400, 30, generator=g)
+    noise = torch.randn(400, 30, generator=g)
+    eye = torch.eye(30)
+    parts = [CFPart(informative, eye), CFPart(noise, eye)]
+    prior = ScorePrior(parts)
+    states = prior.user_states(torch.arange(400), "valid")
+    scales = prior.calibrate(states, items)
+    mixed = F.cross_entropy(prior(states), items)
+    for k in range(2):
+        alone = ScorePrior([parts[k]])
+        alone.calibrate(alone.user_states(torch.arange(400), "valid"), items)
+        assert float(mixed) <= float(F.cross_entropy(alone(parts[k].user_vectors), items)) + 1e-6
+    assert scales[0] > 10 * scales[1]  # the noise part is all but switched off
+
+
+def test_cut_window_keeps_cuts_among_the_last_positions(sequential_run):
+    import dataclasses
+
+    run = sequential_run
+    train = dataclasses.replace(run.cfg.train, cut_window=2)
+    windowed = dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, train=train))
+    source = BatchSource(windowed, plan_views(run.cfg.loss))
+    lengths = source.history.lengths()
+    for index in range(4):
+        ids = source(index).ids
+        users, cut = ids.users.numpy(), ids.cut.numpy()
+        assert np.all(cut >= np.maximum(1, lengths[users] - 2))
+        assert np.all(cut <= lengths[users] - 1)

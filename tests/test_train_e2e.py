@@ -107,8 +107,26 @@ def test_quickstart_prints_the_table(tmp_path):
     )
     assert result.exit_code == 0, result.output
     table = result.output[result.output.index("test split, full ranking") :]
-    for name in ("text_lm", "id_lm", "gal_rec"):
+    rows = {}
+    for name in ("popularity", "lightgcn", "text_lm", "id_lm", "gal_rec"):
         row = next(line for line in table.splitlines() if line.startswith(name))
         recall, ndcg, twin, chance = (float(x) for x in row.split()[1:])
         assert 0.0 <= ndcg <= recall <= 1.0 and 0.0 <= twin <= 1.0 and chance == 0.5
+        rows[name] = ndcg
+    for name in ("text_lm", "id_lm", "gal_rec"):
         assert (tmp_path / name / "result.json").is_file()
+    # The LightGCN row is the LightGCN baseline as `galrec compare` trains it at this seed.
+    from galrec.baselines import fit_lightgcn
+    from galrec.baselines.lightgcn import LightGCNConfig
+    from galrec.data.prepared import PreparedDataset
+    from galrec.evaluate import evaluate
+    from galrec.registry import default_config
+
+    data = PreparedDataset.load(tmp_path / "gal_rec" / "dataset")
+    config = LightGCNConfig.from_dict({**default_config("lightgcn"), "seed": 0, "device": "cpu"})
+    fit = fit_lightgcn(
+        data.train.users, data.train.items, data.num_users, data.num_items, config,
+        valid=(data.valid.users, data.valid.items),
+    )  # fmt: skip
+    expected = evaluate(fit.scorer(), data, split="test", ks=(10,)).metrics["ndcg@10"]
+    assert abs(rows["lightgcn"] - expected) < 5e-5

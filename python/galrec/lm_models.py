@@ -32,6 +32,7 @@ LANGUAGE_MODELS: dict[str, tuple[str, str]] = {
     "no_l3": ("ablation", "GAL-Rec without L3 (user hop-1 vs item hop-0)"),
     "no_queue": ("ablation", "GAL-Rec without the momentum queue (in-batch negatives)"),
     "no_hop2": ("ablation", "GAL-Rec without hop-2 prompts"),
+    "no_lm": ("ablation", "GAL-Rec's score prior alone (the language model's term off)"),
 }
 
 

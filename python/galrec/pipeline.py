@@ -171,6 +171,7 @@ class BatchSource:
         # Views whose every row a term needs: L0's user prompts. The rest feed L1-L3 only.
         self.full_views = {"user1"} if run.cfg.loss.l0 > 0 else set()
         self.sequential = run.cfg.train.target == "next"
+        self.cut_window = run.cfg.train.cut_window
         self.rank = rank
         data = run.dataset
         self.num_users = int(data.num_users)
@@ -189,7 +190,8 @@ class BatchSource:
         counts = self.history.indptr[users + 1] - starts
         m = self.num_targets
         if self.sequential:  # a cut in 1..n-1: at least one item before it, the target at it
-            cut = 1 + (rng.random(len(users)) * (counts - 1)).astype(np.int64)
+            first = np.maximum(1, counts - self.cut_window) if self.cut_window else 1
+            cut = first + (rng.random(len(users)) * (counts - first)).astype(np.int64)
             positions = cut[:, None] + np.arange(m)
         else:  # m distinct random items, keeping at least one for the prompt
             cut = None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,43 +29,27 @@ from torch import nn
 from galrec.sequences import Histories, histories
 
 
-class ScorePrior(nn.Module):
-    """``exp(a) <p_u, q_i>`` for user states ``p_u`` against every item vector ``q_i``."""
+class PriorPart(nn.Module):
+    """One trained ID model inside the prior: user states ``p_u`` against item vectors ``q_i``."""
 
     item_vectors: torch.Tensor
 
     def __init__(self, item_vectors: torch.Tensor) -> None:
         super().__init__()
         self.register_buffer("item_vectors", item_vectors.detach().float(), persistent=False)
-        self.log_scale = nn.Parameter(torch.zeros(()))
+
+    @property
+    def dim(self) -> int:
+        return int(self.item_vectors.shape[1])
 
     def user_states(
         self, users: torch.Tensor, split: str, cut: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """``p_u`` [len(users), d] of users scoring ``split`` ("train": before ``cut``)."""
+        """``p_u`` [len(users), dim] of users scoring ``split`` ("train": before ``cut``)."""
         raise NotImplementedError
 
-    def forward(self, states: torch.Tensor) -> torch.Tensor:
-        """Scores [len(states), num_items], in fp32."""
-        return self.log_scale.exp() * (states.float() @ self.item_vectors.T)
 
-    @torch.no_grad()
-    def calibrate(self, states: torch.Tensor, items: torch.Tensor) -> float:
-        """Set ``a`` to the scale under which the prior best explains (state, item) pairs (the
-        lowest softmax cross-entropy over a log-spaced grid); returns ``exp(a)``.
-
-        The prior's training loss leaves its scale arbitrary (BPR) or fitted to itself alone;
-        a calibrated start keeps L0's early gradients on the LM's term.
-        """
-        raw = states.float() @ self.item_vectors.T
-        grid = torch.logspace(-2, 2, 41)
-        losses = torch.tensor([F.cross_entropy(raw * scale, items).item() for scale in grid])
-        best = float(grid[int(losses.argmin())])
-        self.log_scale.fill_(float(np.log(best)))
-        return best
-
-
-class CFPrior(ScorePrior):
+class CFPart(PriorPart):
     """The CF model's own score: ``p_u`` is the user's CF vector, whatever the history."""
 
     user_vectors: torch.Tensor
@@ -79,9 +64,9 @@ class CFPrior(ScorePrior):
         return self.user_vectors[users]
 
 
-class SequentialPrior(ScorePrior):
+class SequentialPart(PriorPart):
     """A trained sequential model's score: ``p_u`` is its last state over the user's latest
-    items (the baseline's ``max_len``) that the split, or the training cut, allows."""
+    items (the model's ``max_len``) that the split, or the training cut, allows."""
 
     def __init__(self, model: Any, dataset: Any) -> None:
         super().__init__(model.items.weight[1:])
@@ -89,7 +74,7 @@ class SequentialPrior(ScorePrior):
         self._dataset = dataset
         self._histories: dict[str, Histories] = {}
 
-    def train(self, mode: bool = True) -> SequentialPrior:
+    def train(self, mode: bool = True) -> SequentialPart:
         super().train(mode)
         self.model.eval()  # frozen: dropout stays off
         return self
@@ -108,6 +93,63 @@ class SequentialPrior(ScorePrior):
         seqs = recent_sequences(self._histories[split], ids, self.model.config.max_len, cuts)
         with torch.no_grad():
             return self.model.encode(torch.from_numpy(seqs).to(users.device))[:, -1]
+
+
+class ScorePrior(nn.Module):
+    """``sum_k exp(a_k) <p_u^k, q_i^k>`` over its parts; the states of all parts travel as one
+    tensor, ``[B, sum of the parts' dims]``."""
+
+    def __init__(self, parts: Sequence[PriorPart]) -> None:
+        super().__init__()
+        if not parts:
+            raise ValueError("a score prior needs at least one part")
+        self.parts = nn.ModuleList(parts)
+        self.log_scale = nn.Parameter(torch.zeros(len(parts)))
+
+    def part(self, index: int) -> PriorPart:
+        part = self.parts[index]
+        assert isinstance(part, PriorPart)
+        return part
+
+    def user_states(
+        self, users: torch.Tensor, split: str, cut: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Every part's ``p_u`` side by side."""
+        return torch.cat(
+            [self.part(k).user_states(users, split, cut) for k in range(len(self.parts))], 1
+        )
+
+    def part_scores(self, states: torch.Tensor) -> list[torch.Tensor]:
+        """Each part's unscaled scores [len(states), num_items], in fp32."""
+        dims = [self.part(k).dim for k in range(len(self.parts))]
+        return [
+            s.float() @ self.part(k).item_vectors.T for k, s in enumerate(states.split(dims, dim=1))
+        ]
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """Scores [len(states), num_items], in fp32."""
+        scales = self.log_scale.exp()
+        return sum(scales[k] * raw for k, raw in enumerate(self.part_scores(states)))  # type: ignore[return-value]
+
+    @torch.no_grad()
+    def calibrate(self, states: torch.Tensor, items: torch.Tensor, rounds: int = 2) -> list[float]:
+        """Set the scales under which the prior best explains (state, item) pairs: the lowest
+        softmax cross-entropy, each scale on a log-spaced grid in turn (``rounds`` sweeps).
+
+        The parts' training losses leave their scales arbitrary (BPR) or fitted to themselves
+        alone; calibrated together they start as the best mix of the parts, and L0's early
+        gradients go to the language model's term.
+        """
+        raw = self.part_scores(states)
+        grid = torch.cat([torch.zeros(1), torch.logspace(-2, 2, 41)])
+        scales = [1.0] * len(raw)
+        for _ in range(rounds if len(raw) > 1 else 1):
+            for k in range(len(raw)):
+                rest = sum(scales[j] * raw[j] for j in range(len(raw)) if j != k)
+                losses = [F.cross_entropy(rest + g * raw[k], items).item() for g in grid]
+                scales[k] = max(float(grid[int(np.argmin(losses))]), 1e-4)
+        self.log_scale.copy_(torch.log(torch.tensor(scales)))
+        return scales
 
 
 def fit_sasrec_prior(

@@ -3,7 +3,8 @@ evaluation, ``galrec recommend`` and ``galrec export``.
 
 A run directory holds ``config.yaml`` (the resolved config), ``dataset/`` (when the data was
 generated), ``features.npy`` (the external embeddings' input ``[t_v ; c_v]``),
-``cf_vectors.npy`` / ``prior.safetensors`` (the score prior: CF vectors or SASRec), checkpoints
+``cf_vectors.npy`` (the CF model's vectors ``c_v`` as trained), ``prior.safetensors`` (a SASRec
+score prior), checkpoints
 (``last/``, ``best/``), ``metrics.jsonl`` and ``result.json``.
 """
 
@@ -28,7 +29,7 @@ from galrec.external import (
 )
 from galrec.model import GalRecModel, autocast
 from galrec.pipeline import ViewBuilder
-from galrec.prior import CFPrior, ScorePrior, SequentialPrior, fit_sasrec_prior
+from galrec.prior import CFPart, PriorPart, ScorePrior, SequentialPart, fit_sasrec_prior
 from galrec.sequences import histories
 
 
@@ -235,7 +236,7 @@ def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple
     cf: np.ndarray | None = None
     if features_file.is_file():
         feats = torch.from_numpy(np.load(features_file, allow_pickle=False))
-        if cfg.model.score_prior == "cf":
+        if cf_file.is_file():
             cf = np.load(cf_file, allow_pickle=False)
     else:
         cache = work_dir.parent / ".galrec-cache"  # shared by the runs beside this one
@@ -253,7 +254,7 @@ def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple
         feats = node_features(blocks)
         if write:
             work_dir.mkdir(parents=True, exist_ok=True)
-            if cfg.model.score_prior == "cf" and cf is not None:  # before features.npy: done
+            if cf is not None:  # written before features.npy, which marks the set complete
                 _save_atomic(cf_file, cf)
             _save_atomic(features_file, feats.numpy())
     torch.manual_seed(cfg.train.seed)  # trainable init must not depend on what came from caches
@@ -276,31 +277,29 @@ def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple
 def build_prior(
     cfg: Config, dataset: Any, work_dir: Path, cf: np.ndarray | None, write: bool
 ) -> ScorePrior | None:
-    """The score prior ``model.score_prior`` asks for, its scale calibrated on training pairs:
-    (user, item at a random cut of the user's time-ordered training history)."""
-    name = cfg.model.score_prior
-    if name == "none":
+    """The score prior ``model.score_prior`` names (parts joined by ``+``), its scales
+    calibrated on training pairs: (user, the item at a random cut of the user's time-ordered
+    training history, the user state before it)."""
+    if cfg.model.score_prior == "none":
         return None
-    prior: ScorePrior
-    if name == "cf":
-        if cf is None:
-            raise ValueError("model.score_prior=cf needs collaborative features (cf_features)")
-        vectors = torch.from_numpy(np.asarray(cf, dtype=np.float32))
-        prior = CFPrior(vectors[: dataset.num_users], vectors[dataset.num_users :])
-    else:
-        run_file = (
-            work_dir / "prior.safetensors"
-            if write or (work_dir / "prior.safetensors").is_file()
-            else None
-        )
-        model = fit_sasrec_prior(
-            dataset,
-            cfg.train.seed,
-            cfg.model.sasrec_epochs,
-            work_dir.parent / ".galrec-cache",
-            run_file,
-        )
-        prior = SequentialPrior(model, dataset)
+    parts: list[PriorPart] = []
+    for name in cfg.model.score_prior.split("+"):
+        if name == "cf":
+            if cf is None:
+                raise ValueError("model.score_prior=cf needs collaborative features (cf_features)")
+            vectors = torch.from_numpy(np.asarray(cf, dtype=np.float32))
+            parts.append(CFPart(vectors[: dataset.num_users], vectors[dataset.num_users :]))
+        else:
+            copy = work_dir / "prior.safetensors"
+            model = fit_sasrec_prior(
+                dataset,
+                cfg.train.seed,
+                cfg.model.sasrec_epochs,
+                work_dir.parent / ".galrec-cache",
+                copy if write or copy.is_file() else None,
+            )
+            parts.append(SequentialPart(model, dataset))
+    prior = ScorePrior(parts)
     history = histories(dataset, "train")
     lengths = history.lengths()
     rng = np.random.default_rng([cfg.train.seed, 0xCA1])

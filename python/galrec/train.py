@@ -255,6 +255,10 @@ class Trainer:
         wait_total = compute_total = 0.0
         stop = False
         try:
+            if self.step == 0 and cfg.eval_every > 0 and self.model.prior is not None:
+                # Step 0 ranks exactly like the score prior: validated too, so the kept
+                # checkpoint is never worse on validation than the prior alone.
+                stop = self._validate(logger)
             batches = iter(prefetch)
             while self.step < cfg.steps and not stop:
                 started = time.perf_counter()
