@@ -9,9 +9,26 @@ from galrec.config import Config, ConfigError, config_from_dict, load_config
 
 
 def test_defaults_follow_method():
+    """The defaults docs/method.md describes (the CPU budget's)."""
     cfg = load_config()
     assert cfg.loss.temperature == 0.07 and cfg.loss.momentum == 0.995
-    assert cfg.loss.queue_size == 4096 and cfg.prompts.fanouts == [10, 10]
+    assert cfg.loss.queue_size == 1024 and cfg.prompts.fanouts == [10, 2]
+    assert cfg.train.target == "next" and cfg.model.score_prior == "sasrec+cf"
+    assert cfg.loss.l0_targets == 3 and cfg.loss.contrastive_batch == 4
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["model.score_prior=cf", "model.cf_features=none"], r"score_prior=cf needs"),
+        (["train.target=random"], r"score_prior=sasrec\+cf needs train.target=next"),
+        (["model.score_prior=none", "model.lm_score=false"], r"lm_score=false needs"),
+        (["loss.contrastive_batch=-1"], r"contrastive_batch"),
+    ],
+)
+def test_prior_and_target_must_agree(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(overrides=overrides)
 
 
 def test_yaml_then_overrides(tmp_path):

@@ -62,8 +62,8 @@ def test_two_gloo_ranks_stay_in_sync(tmp_path):
             assert torch.allclose(r0[key], r1[key], atol=1e-6), key
     moved = [k for k in r0 if k.startswith("w/") and not torch.equal(r0[k], r0["init/" + k[2:]])]
     assert moved
-    # queues hold both ranks' keys: 3 steps x 2 ranks x 16 users x 2 user views
-    assert r0["queue/user"].shape[0] == 3 * WORLD * 16 * 2
+    # queues hold both ranks' keys: 3 steps x 2 ranks x the contrastive rows x 2 user views
+    assert r0["queue/user"].shape[0] == 3 * WORLD * 4 * 2
     # only rank 0 wrote the run directory (one checkpoint, one metrics file)
     run = tmp_path / "run"
     assert (run / "last" / "state.json").is_file() and (run / "metrics.jsonl").is_file()

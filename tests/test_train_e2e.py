@@ -33,7 +33,9 @@ def test_gal_rec_beats_text_only_on_twin_separation(tmp_path):
     # the run directory holds what the docs promise
     for name in ("config.yaml", "metrics.jsonl", "result.json", "features.npy", "best", "last"):
         assert (tmp_path / "gal" / name).exists(), name
-    record = json.loads((tmp_path / "gal" / "metrics.jsonl").open().readline())
+    records = [json.loads(line) for line in (tmp_path / "gal" / "metrics.jsonl").open()]
+    assert "valid/ndcg@10" in records[0] and records[0]["step"] == 0  # the prior, validated
+    record = next(r for r in records if "loss" in r)
     for key in ("l0", "l1", "l2", "l3", "loss", "lr", "queue_fill_user", "prompts_per_s",
                 "tokens_per_s", "data_wait_share"):  # fmt: skip
         assert key in record, key

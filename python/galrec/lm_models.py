@@ -23,6 +23,8 @@ import torch
 
 from galrec.registry import ModelSpec, TrainedModel, TrainRequest, register, write_run
 
+CACHE = ".galrec-cache"
+
 LANGUAGE_MODELS: dict[str, tuple[str, str]] = {
     "gal_rec": ("method", "GAL-Rec: L0 + L1 + L2 + L3, momentum queue, hop-2 prompts"),
     "text_lm": ("baseline", "text-only LM: L0 only, no ID tokens, no graph prompts"),
@@ -139,7 +141,9 @@ def _trainer(name: str) -> Any:
 
         cfg = _config(request, name)
         start = time.perf_counter()
-        trainer = Trainer(cfg, request.run_dir)
+        # One cache for every model and seed of a comparison (runs/<model>/seed<k>): LightGCN,
+        # SASRec and text features are computed once per seed, not once per model.
+        trainer = Trainer(cfg, request.run_dir, cache_dir=request.run_dir.parent.parent / CACHE)
         result = trainer.fit()
         seconds = time.perf_counter() - start
         meta = {

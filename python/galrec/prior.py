@@ -173,8 +173,9 @@ def fit_sasrec_prior(
     if cached.is_file():
         scorer = SequentialScorer.load(cached)
     else:
-        model = build_model("sasrec", int(dataset.num_items), config)
-        scorer = fit_sequential(model, dataset).scorer()
+        with torch.random.fork_rng(devices=[]):  # the run's RNG must not depend on the cache
+            model = build_model("sasrec", int(dataset.num_items), config)
+            scorer = fit_sequential(model, dataset).scorer()
         cached.parent.mkdir(parents=True, exist_ok=True)
         tmp = cached.with_suffix(f".{os.getpid()}.tmp")
         scorer.save(tmp)

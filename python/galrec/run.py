@@ -223,7 +223,9 @@ class LMScorer:
         return scores.to(users.device)
 
 
-def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple[GalRecModel, Path]:
+def build_model(
+    cfg: Config, dataset: Any, work_dir: Path, write: bool, cache_dir: Path | None = None
+) -> tuple[GalRecModel, Path]:
     """The model for ``cfg`` and the path of its tokenizer.json.
 
     ``work_dir/features.npy`` keeps ``[t_v ; c_v]``; when missing it is computed (text
@@ -239,7 +241,7 @@ def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple
         if cf_file.is_file():
             cf = np.load(cf_file, allow_pickle=False)
     else:
-        cache = work_dir.parent / ".galrec-cache"  # shared by the runs beside this one
+        cache = cache_dir or default_cache_dir(work_dir)
         item_text = cached_text_features(
             loaded.model, loaded.name, loaded.tokenizer_json, dataset.item_texts, cache
         )
@@ -262,7 +264,7 @@ def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple
     external = ExternalEmbeddings(
         feats, dataset.num_users, backbone.hidden_size, cfg.model.projector, cfg.model.id_residual
     )
-    prior = build_prior(cfg, dataset, work_dir, cf, write)
+    prior = build_prior(cfg, dataset, work_dir, cf, write, cache_dir or default_cache_dir(work_dir))
     model = GalRecModel(
         backbone,
         external,
@@ -274,8 +276,19 @@ def build_model(cfg: Config, dataset: Any, work_dir: Path, write: bool) -> tuple
     return model, loaded.tokenizer_json
 
 
+def default_cache_dir(work_dir: Path) -> Path:
+    """Where computed inputs (text features, LightGCN, SASRec) are kept: shared by the runs
+    beside ``work_dir``; their file names hold the digest of data, settings and seed."""
+    return work_dir.parent / ".galrec-cache"
+
+
 def build_prior(
-    cfg: Config, dataset: Any, work_dir: Path, cf: np.ndarray | None, write: bool
+    cfg: Config,
+    dataset: Any,
+    work_dir: Path,
+    cf: np.ndarray | None,
+    write: bool,
+    cache_dir: Path,
 ) -> ScorePrior | None:
     """The score prior ``model.score_prior`` names (parts joined by ``+``), its scales
     calibrated on training pairs: (user, the item at a random cut of the user's time-ordered
@@ -295,7 +308,7 @@ def build_prior(
                 dataset,
                 cfg.train.seed,
                 cfg.model.sasrec_epochs,
-                work_dir.parent / ".galrec-cache",
+                cache_dir,
                 copy if write or copy.is_file() else None,
             )
             parts.append(SequentialPart(model, dataset))
@@ -317,7 +330,7 @@ def _save_atomic(path: Path, array: np.ndarray) -> None:
     tmp.replace(path)
 
 
-def build_run(cfg: Config, out_dir: Path, write: bool = True) -> Run:
+def build_run(cfg: Config, out_dir: Path, write: bool = True, cache_dir: Path | None = None) -> Run:
     """Dataset, graph, model and views for ``cfg``; the resolved config is saved in ``out_dir``."""
     out_dir = Path(out_dir)
     if write:
@@ -325,7 +338,7 @@ def build_run(cfg: Config, out_dir: Path, write: bool = True) -> Run:
         cfg.save(out_dir / "config.yaml")
     dataset = load_dataset(cfg.data, out_dir, write)
     graph = dataset.train_graph()
-    model, tokenizer_json = build_model(cfg, dataset, out_dir, write)
+    model, tokenizer_json = build_model(cfg, dataset, out_dir, write, cache_dir)
     views = ViewBuilder(
         dataset,
         graph,

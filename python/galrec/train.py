@@ -95,7 +95,10 @@ class TrainResult:
 class Trainer:
     """Owns the model, optimizer, queues and momentum encoder of one run."""
 
-    def __init__(self, cfg: Config, out_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, cfg: Config, out_dir: str | Path | None = None, cache_dir: Path | None = None
+    ) -> None:
+        """``cache_dir``: where computed inputs are kept (default: beside the run directory)."""
         self.cfg = cfg
         self.out_dir = Path(out_dir or cfg.out_dir)
         self.device = resolve_device(cfg.train.device)
@@ -106,7 +109,7 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.rank % torch.cuda.device_count())
         seed_everything(cfg.train.seed)
         self.plan = plan_views(cfg.loss)
-        self.run: Run = build_run(cfg, self.out_dir, write=self.dist.is_main)
+        self.run: Run = build_run(cfg, self.out_dir, write=self.dist.is_main, cache_dir=cache_dir)
         self.model = self.run.model.to(self.device)
         self.model.freeze_unused(cfg.loss)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
