@@ -209,6 +209,10 @@ class LMScorer:
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         """Scores [len(users), num_items] for a 1-D tensor of user ids."""
         ids = users.cpu().tolist()
+        prior = self.run.model.prior
+        if prior is not None and not self.run.model.lm_score:  # W is zero: no prompt to encode
+            ids_t = torch.as_tensor(ids, device=self.items.device)
+            return prior(prior.user_states(ids_t, self.split)).to(users.device)
         missing = sorted({u for u in ids if u not in self._user_vectors})
         if missing:
             h = self.run.user_states(np.asarray(missing, dtype=np.int64), self.split)
@@ -216,7 +220,6 @@ class LMScorer:
             self._user_vectors.update(zip(missing, vectors, strict=True))
         stacked = torch.stack([self._user_vectors[u] for u in ids])
         scores = stacked @ self.items.T
-        prior = self.run.model.prior
         if prior is not None:
             ids_t = torch.as_tensor(ids, device=scores.device)
             scores = scores + prior(prior.user_states(ids_t, self.split))
