@@ -274,3 +274,32 @@ def test_cut_window_keeps_cuts_among_the_last_positions(sequential_run):
         users, cut = ids.users.numpy(), ids.cut.numpy()
         assert np.all(cut >= np.maximum(1, lengths[users] - 2))
         assert np.all(cut <= lengths[users] - 1)
+
+
+def test_calibration_masks_seen_items_and_keeps_an_informative_part():
+    from galrec.prior import CFPart, ScorePrior
+
+    g = torch.Generator().manual_seed(1)
+    items = torch.randint(0, 20, (300,), generator=g)
+    states = F.one_hot(items, 20).float() * 2 + torch.randn(300, 20, generator=g)
+    seen = torch.zeros(300, 20, dtype=torch.bool)
+    seen[torch.arange(300), (items + 1) % 20] = True  # a masked item in every row
+    prior = ScorePrior([CFPart(states, torch.eye(20))])
+    (scale,) = prior.calibrate(states, items, seen)
+    assert scale > 0.1 and math.isfinite(scale)
+
+
+def test_no_lm_trains_nothing_and_scores_the_validation_calibrated_prior(tmp_path):
+    from galrec.train import Trainer
+
+    cfg = tiny_config(tmp_path, "no_lm", "model.score_prior=cf", "model.cf_epochs=5")
+    assert cfg.train.steps == 0
+    trainer = Trainer(cfg)
+    result = trainer.fit()
+    assert result.steps == 0 and result.best_step == 0
+    prior = trainer.model.prior
+    assert prior is not None and not prior.log_scale.requires_grad
+    cf = prior.part(0)
+    users = torch.arange(trainer.run.dataset.num_users)
+    expected = prior.log_scale.exp() * (cf.user_vectors @ cf.item_vectors.T)
+    assert torch.allclose(trainer.run.scorer().score_users(users), expected, atol=1e-5)

@@ -125,6 +125,7 @@ class TrainConfig:
     """With ``target=next``: cut only among each user's last ``cut_window`` training positions
     (0: anywhere), the part of a history most like the held-out next items."""
     steps: int = 150
+    """Optimizer steps; 0 evaluates the model as built (the score prior alone, for ``no_lm``)."""
     batch_size: int = 16
     lr: float = 5e-4
     weight_decay: float = 0.01
@@ -253,8 +254,9 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"prompts.fanouts: expected two positive integers, got {cfg.prompts.fanouts}"
         )
+    if cfg.train.steps < 0:
+        raise ConfigError(f"train.steps: must be 0 (no training) or more, got {cfg.train.steps}")
     positive = {
-        "train.steps": cfg.train.steps,
         "train.batch_size": cfg.train.batch_size,
         "train.grad_accum": cfg.train.grad_accum,
         "loss.queue_size": cfg.loss.queue_size,

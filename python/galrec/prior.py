@@ -10,7 +10,9 @@ only move away from it where the language model helps. Two priors:
 - ``sasrec``: a SASRec trained with the baseline's settings; ``p_u`` is its state after reading
   the user's latest items: before the training cut, or the history that scoring a split may
   show (galrec.sequences), so it never sees what is being predicted.
-``a`` is calibrated once on training pairs, then trained with the rest.
+The scales ``a`` are calibrated once on the validation split (the pairs no part was trained
+on) and then kept fixed: trained on training pairs they would drift to whichever part
+memorised its training edges best.
 """
 
 from __future__ import annotations
@@ -132,21 +134,38 @@ class ScorePrior(nn.Module):
         return sum(scales[k] * raw for k, raw in enumerate(self.part_scores(states)))  # type: ignore[return-value]
 
     @torch.no_grad()
-    def calibrate(self, states: torch.Tensor, items: torch.Tensor, rounds: int = 2) -> list[float]:
+    def calibrate(
+        self,
+        states: torch.Tensor,
+        items: torch.Tensor,
+        seen: torch.Tensor | None = None,
+        rounds: int = 2,
+    ) -> list[float]:
         """Set the scales under which the prior best explains (state, item) pairs: the lowest
-        softmax cross-entropy, each scale on a log-spaced grid in turn (``rounds`` sweeps).
+        softmax cross-entropy (``seen`` [B, num_items] marks items left out of the softmax, as
+        evaluation masks them), each scale on a log-spaced grid in turn (``rounds`` sweeps).
 
         The parts' training losses leave their scales arbitrary (BPR) or fitted to themselves
-        alone; calibrated together they start as the best mix of the parts, and L0's early
-        gradients go to the language model's term.
+        alone. The pairs must be ones no part was trained on (the validation split): on
+        training pairs a part that memorised its training edges (LightGCN on sparse data)
+        looks far better than it ranks held-out items.
         """
         raw = self.part_scores(states)
+
+        def loss(scores: torch.Tensor) -> float:
+            if seen is not None:
+                scores = scores.masked_fill(seen, float("-inf"))
+            return F.cross_entropy(scores, items).item()
+
         grid = torch.cat([torch.zeros(1), torch.logspace(-2, 2, 41)])
         scales = [1.0] * len(raw)
         for _ in range(rounds if len(raw) > 1 else 1):
             for k in range(len(raw)):
-                rest = sum(scales[j] * raw[j] for j in range(len(raw)) if j != k)
-                losses = [F.cross_entropy(rest + g * raw[k], items).item() for g in grid]
+                rest = sum(
+                    (scales[j] * raw[j] for j in range(len(raw)) if j != k),
+                    torch.zeros_like(raw[k]),
+                )
+                losses = [loss(rest + g * raw[k]) for g in grid]
                 scales[k] = max(float(grid[int(np.argmin(losses))]), 1e-4)
         self.log_scale.copy_(torch.log(torch.tensor(scales)))
         return scales

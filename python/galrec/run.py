@@ -30,7 +30,6 @@ from galrec.external import (
 from galrec.model import GalRecModel, autocast
 from galrec.pipeline import ViewBuilder
 from galrec.prior import CFPart, PriorPart, ScorePrior, SequentialPart, fit_sasrec_prior
-from galrec.sequences import histories
 
 
 def load_dataset(cfg: DataConfig, out_dir: Path, write: bool) -> Any:
@@ -294,8 +293,8 @@ def build_prior(
     cache_dir: Path,
 ) -> ScorePrior | None:
     """The score prior ``model.score_prior`` names (parts joined by ``+``), its scales
-    calibrated on training pairs: (user, the item at a random cut of the user's time-ordered
-    training history, the user state before it)."""
+    calibrated on the validation split (each user's validation item against all items, the
+    training items masked as evaluation masks them; galrec.prior) and then fixed."""
     if cfg.model.score_prior == "none":
         return None
     parts: list[PriorPart] = []
@@ -316,14 +315,17 @@ def build_prior(
             )
             parts.append(SequentialPart(model, dataset))
     prior = ScorePrior(parts)
-    history = histories(dataset, "train")
-    lengths = history.lengths()
-    rng = np.random.default_rng([cfg.train.seed, 0xCA1])
-    users = rng.choice(np.flatnonzero(lengths >= 2), 2048)
-    cut = 1 + (rng.random(len(users)) * (lengths[users] - 1)).astype(np.int64)
-    items = history.items[history.indptr[users] + cut]
-    users_t, cut_t = torch.from_numpy(users), torch.from_numpy(cut)
-    prior.calibrate(prior.user_states(users_t, "train", cut_t), torch.from_numpy(items))
+    users = torch.from_numpy(np.asarray(dataset.valid.users, dtype=np.int64))
+    items = torch.from_numpy(np.asarray(dataset.valid.items, dtype=np.int64))
+    train = dataset.train
+    seen = torch.zeros(len(users), int(dataset.num_items), dtype=torch.bool)
+    row_of = torch.full((int(dataset.num_users),), -1, dtype=torch.long)
+    row_of[users] = torch.arange(len(users))
+    rows = row_of[torch.from_numpy(np.asarray(train.users, dtype=np.int64))]
+    kept = rows >= 0
+    seen[rows[kept], torch.from_numpy(np.asarray(train.items, dtype=np.int64))[kept]] = True
+    prior.calibrate(prior.user_states(users, "valid"), items, seen)
+    prior.log_scale.requires_grad_(False)
     return prior
 
 
