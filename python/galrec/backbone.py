@@ -22,7 +22,7 @@ from torch import nn
 
 from galrec.config import ModelConfig
 
-#: LoRA targets per architecture: attention and MLP projections (METHOD.md, Backbones).
+#: LoRA targets per architecture: attention and MLP projections (docs/method.md).
 DEFAULT_LORA_TARGETS: dict[str, list[str]] = {
     "bert": ["query", "key", "value", "dense"],
     "roberta": ["query", "key", "value", "dense"],

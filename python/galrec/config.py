@@ -1,7 +1,7 @@
 """Training configuration: typed dataclasses, YAML loading and dotted ``key=value`` overrides.
 
-Every DEFAULT of METHOD.md is a field here, so ablations and other readings of the method are
-config files, not code. Errors name the offending key and the allowed keys or values.
+Every default of docs/method.md is a field here, so ablations and other readings of the method
+are config files, not code. Errors name the offending key and the allowed keys or values.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class DataConfig:
 
 @dataclass
 class PromptConfig:
-    """How hop-0/1/2 prompts are sampled and cut (METHOD.md section 2)."""
+    """How hop-0/1/2 prompts are sampled and cut (docs/method.md)."""
 
     fanouts: list[int] = field(default_factory=lambda: [10, 2])
     strategy: str = _choice("uniform", "uniform", "recent", "weighted")
@@ -49,7 +49,7 @@ class PromptConfig:
 
 @dataclass
 class ModelConfig:
-    """Backbone, LoRA, external ID embeddings and heads (METHOD.md section 1 and 3)."""
+    """Backbone, LoRA, external ID embeddings and heads (docs/method.md)."""
 
     backbone: str = "minilm"
     """``minilm``, ``smollm2`` (pip-installed weights), ``tiny-bert``/``tiny-llama`` (random,
@@ -90,7 +90,7 @@ class ModelConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of L0..L3, InfoNCE temperature, momentum queue (METHOD.md sections 3 and 4)."""
+    """Weights of L0..L3, InfoNCE temperature, momentum queue (docs/method.md)."""
 
     l0: float = 1.0
     l0_targets: int = 3

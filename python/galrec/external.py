@@ -1,4 +1,4 @@
-"""External ID embeddings ``E_v = P([t_v ; c_v]) + r_v`` (METHOD.md section 1).
+"""External ID embeddings ``E_v = P([t_v ; c_v]) + r_v`` (docs/method.md).
 
 ``t_v`` is the frozen backbone's mean-pooled title representation (users: the mean over their
 training items), ``c_v`` a collaborative feature (LightGCN on the training graph, or a ``.npy``

@@ -1,4 +1,4 @@
-"""Small trainable heads on top of the pooled backbone state h (METHOD.md section 3)."""
+"""Small trainable heads on top of the pooled backbone state h (docs/method.md)."""
 
 from __future__ import annotations
 

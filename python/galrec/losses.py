@@ -1,4 +1,4 @@
-"""The GAL-Rec objective (METHOD.md section 3): L0 over all items and InfoNCE terms L1..L3.
+"""The GAL-Rec objective (docs/method.md): L0 over all items and InfoNCE terms L1..L3.
 
 InfoNCE here: cosine similarity of L2-normalised vectors over a temperature; the positive is the
 momentum key of the same row; negatives are the other rows' keys plus the queue's keys, minus any

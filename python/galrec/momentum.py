@@ -1,4 +1,4 @@
-"""The momentum (key) encoder: an EMA of the trainable parameters only (METHOD.md section 4).
+"""The momentum (key) encoder: an EMA of the trainable parameters only (docs/method.md).
 
 The frozen backbone is shared between the online and the momentum encoder; only LoRA adapters,
 the projector and the heads get a shadow copy. Keys are computed by running the online module

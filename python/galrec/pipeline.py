@@ -29,7 +29,7 @@ _EVAL_EPOCH = 2**31 - 1  # the sampling stream of evaluation prompts, apart from
 
 
 class ViewBuilder:
-    """Hop-0/1/2 prompts of users and items as token batches (METHOD.md section 2).
+    """Hop-0/1/2 prompts of users and items as token batches (docs/method.md).
 
     With ``sequential``, a user's hop-1 list is the user's most recent items (newest first)
     instead of a uniform sample, and the hop-2 list the co-users of those items: the prompt

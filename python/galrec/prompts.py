@@ -68,7 +68,7 @@ DEFAULT_TITLE_FORMAT = ' "{title}"'
 
 @dataclass(frozen=True)
 class PromptTemplates:
-    """Template texts of all prompts (METHOD.md section 2 defaults); see the module doc."""
+    """Template texts of all prompts (docs/method.md defaults); see the module doc."""
 
     user_hop0: str = "{node}{title}"
     user_hop1: str = "{node}{title} has interacted with {neighbors}"

@@ -1,4 +1,4 @@
-"""Per-node-type FIFO queues of momentum-encoder keys (METHOD.md section 4, MoCo-style).
+"""Per-node-type FIFO queues of momentum-encoder keys (docs/method.md, MoCo-style).
 
 Each entry keeps the key vector and the global node id it came from, so a loss can drop keys
 of the anchor's own node from its negatives.
