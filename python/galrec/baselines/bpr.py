@@ -6,25 +6,21 @@ A model is an ``nn.Module`` whose ``forward()`` returns the final user and item 
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from galrec.baselines.options import BaselineConfig
 from galrec.baselines.scorers import EmbeddingScorer
 from galrec.baselines.selection import EarlyStopping, epoch_range
 from galrec.evaluate import UserItemSets, rank_users, resolve_device
 
-ConfigT = TypeVar("ConfigT", bound="BPRConfig")
-
 
 @dataclass
-class BPRConfig:
+class BPRConfig(BaselineConfig):
     """Hyperparameters of a BPR-trained embedding model (defaults follow RecBole's)."""
 
     dim: int = 64
@@ -37,19 +33,6 @@ class BPRConfig:
     eval_metric: str = "ndcg@10"
     seed: int = 0
     device: str = "auto"
-
-    @classmethod
-    def from_dict(cls: type[ConfigT], values: Mapping[str, Any]) -> ConfigT:
-        """Build from a mapping (a YAML config); an unknown key names the allowed ones."""
-        allowed = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; allowed: {sorted(allowed)}")
-        config = cls(**values)
-        for name in ("dim", "epochs", "batch_size", "eval_every", "patience"):
-            if int(getattr(config, name)) < 1:
-                raise ValueError(f"{cls.__name__}.{name} must be >= 1, got {getattr(config, name)}")
-        return config
 
 
 class EmbeddingNet(nn.Module):

@@ -24,7 +24,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -32,15 +32,14 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from galrec.baselines.options import BaselineConfig
 from galrec.baselines.selection import EarlyStopping, epoch_range
 from galrec.evaluate import SplitDataset, rank_users, resolve_device, split_sets
 from galrec.sequences import Histories, histories
 
-ConfigT = TypeVar("ConfigT", bound="SequentialConfig")
-
 
 @dataclass
-class SequentialConfig:
+class SequentialConfig(BaselineConfig):
     """Hyperparameters shared by the sequential models (architecture ones in the subclasses)."""
 
     dim: int = 64
@@ -60,23 +59,10 @@ class SequentialConfig:
     seed: int = 0
     device: str = "auto"
 
-    @classmethod
-    def from_dict(cls: type[ConfigT], values: Mapping[str, Any]) -> ConfigT:
-        """Build from a mapping (a YAML config); an unknown key names the allowed ones."""
-        allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - allowed)
-        if unknown:
-            raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; allowed: {sorted(allowed)}")
-        config = cls(**values)
-        config.validate()
-        return config
+    positive: ClassVar[tuple[str, ...]] = (*BaselineConfig.positive, "max_len")
 
     def validate(self) -> None:
-        for name in ("dim", "max_len", "epochs", "batch_size", "eval_every", "patience"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(
-                    f"{type(self).__name__}.{name} must be >= 1, got {getattr(self, name)}"
-                )
+        super().validate()
         if not 0 <= self.stride <= self.max_len:
             raise ValueError(f"stride must be in 0..max_len={self.max_len}, got {self.stride}")
         if not 0.0 <= self.dropout < 1.0:
