@@ -205,9 +205,8 @@ class BatchSource:
         if cut is None:
             return targets, None, None
         seen = np.zeros((len(users), self.num_items), dtype=bool)
-        rows = np.repeat(np.arange(len(users)), cut)
-        within = np.arange(int(cut.sum())) - np.repeat(np.cumsum(cut) - cut, cut)
-        seen[rows, self.history.items[starts[rows] + within]] = True
+        offsets, before = self.history.recent(users, int(cut.max()), cut)  # all before the cut
+        seen[np.repeat(np.arange(len(users)), np.diff(offsets)), before] = True
         return targets, cut, seen
 
     def __call__(self, index: int) -> TrainBatch:
@@ -252,8 +251,8 @@ def head_rows(tokens: Tokens, rows: int) -> Tokens:
     """The first ``rows`` prompts of a token batch, without padding columns they do not use."""
     if rows >= tokens["input_ids"].shape[0]:
         return tokens
-    length = int(tokens["attention_mask"][:rows].sum(1).max()) if rows else 0
-    length = max(length, int(tokens["pool_index"][:rows].max()) + 1 if rows else 0)
+    length = int(tokens["attention_mask"][:rows].sum(1).max())
+    length = max(length, int(tokens["pool_index"][:rows].max()) + 1)
     return {
         key: value[:rows] if key == "pool_index" else value[:rows, :length]
         for key, value in tokens.items()

@@ -209,9 +209,12 @@ class LMScorer:
         """Scores [len(users), num_items] for a 1-D tensor of user ids."""
         ids = users.cpu().tolist()
         prior = self.run.model.prior
-        if prior is not None and not self.run.model.lm_score:  # W is zero: no prompt to encode
+        prior_scores = None
+        if prior is not None:
             ids_t = torch.as_tensor(ids, device=self.items.device)
-            return prior(prior.user_states(ids_t, self.split)).to(users.device)
+            prior_scores = prior(prior.user_states(ids_t, self.split))
+            if not self.run.model.lm_score:  # W is zero: no prompt to encode
+                return prior_scores.to(users.device)
         missing = sorted({u for u in ids if u not in self._user_vectors})
         if missing:
             h = self.run.user_states(np.asarray(missing, dtype=np.int64), self.split)
@@ -219,9 +222,8 @@ class LMScorer:
             self._user_vectors.update(zip(missing, vectors, strict=True))
         stacked = torch.stack([self._user_vectors[u] for u in ids])
         scores = stacked @ self.items.T
-        if prior is not None:
-            ids_t = torch.as_tensor(ids, device=scores.device)
-            scores = scores + prior(prior.user_states(ids_t, self.split))
+        if prior_scores is not None:
+            scores = scores + prior_scores
         return scores.to(users.device)
 
 
