@@ -13,7 +13,7 @@ def test_defaults_follow_method():
     cfg = load_config()
     assert cfg.loss.temperature == 0.07 and cfg.loss.momentum == 0.995
     assert cfg.loss.queue_size == 1024 and cfg.prompts.fanouts == [10, 2]
-    assert cfg.train.target == "next" and cfg.model.score_prior == "sasrec+cf"
+    assert cfg.train.target == "next" and cfg.model.score_prior == "sasrec+cf+text"
     assert cfg.loss.l0_targets == 3 and cfg.loss.contrastive_batch == 4
 
 
@@ -21,7 +21,9 @@ def test_defaults_follow_method():
     ("overrides", "message"),
     [
         (["model.score_prior=cf", "model.cf_features=none"], r"score_prior=cf needs"),
-        (["train.target=random"], r"score_prior=sasrec\+cf needs train.target=next"),
+        (["train.target=random"], r"score_prior=sasrec\+cf\+text needs train.target=next"),
+        (["model.score_prior=text", "train.target=random"], r"text parts read the history"),
+        (["model.text_prior_decay=0"], r"text_prior_decay in \(0, 1\]"),
         (["model.score_prior=none", "model.lm_score=false"], r"lm_score=false needs"),
         (["loss.contrastive_batch=-1"], r"contrastive_batch"),
     ],

@@ -241,6 +241,42 @@ def test_sasrec_prior_starts_from_sasrec_and_never_reads_the_target(tmp_path):
     assert torch.equal(reopened.item_vectors, prior.item_vectors)
 
 
+def test_text_prior_weighs_the_latest_titles_and_never_reads_the_target():
+    from galrec.prior import TextPart
+
+    text = torch.randn(6, 8, generator=torch.Generator().manual_seed(3))
+    part = TextPart(text, _Data(), items=2, decay=0.5)
+    unit = F.normalize(text - text.mean(0), dim=-1)
+    assert torch.allclose(part.item_vectors, unit)
+    # User 0 read 3, 1, 4, 0 before validation and the validation item 5 before test.
+    state = part.user_states(torch.tensor([0]), "valid")[0]
+    assert torch.allclose(state, unit[0] + 0.5 * unit[4], atol=1e-6)
+    state = part.user_states(torch.tensor([0]), "test")[0]
+    assert torch.allclose(state, unit[5] + 0.5 * unit[0], atol=1e-6)
+    # A training cut at position 2: the items at and after it (4, 0) are never read.
+    state = part.user_states(torch.tensor([0]), "train", torch.tensor([2]))[0]
+    assert torch.allclose(state, unit[1] + 0.5 * unit[3], atol=1e-6)
+    with pytest.raises(ValueError, match="needs the cut"):
+        part.user_states(torch.tensor([0]), "train")
+
+
+def test_default_prior_has_a_text_part_that_no_lm_leaves_out(tmp_path):
+    from galrec.prior import TextPart
+
+    cfg = tiny_config(tmp_path / "run", "gal_rec", "model.cf_epochs=5", "model.sasrec_epochs=2")
+    run = build_run(cfg, tmp_path / "run")
+    prior = run.model.prior
+    assert [type(p).__name__ for p in prior.parts] == ["SequentialPart", "CFPart", "TextPart"]
+    text = prior.part(2)
+    assert isinstance(text, TextPart)
+    # The title block of features.npy (the frozen backbone's title vectors), item rows.
+    feats = torch.from_numpy(np.load(tmp_path / "run" / "features.npy"))
+    titles = feats[run.dataset.num_users :, : run.model.backbone.hidden_size]
+    assert torch.allclose(text.item_vectors, F.normalize(titles - titles.mean(0), dim=-1))
+    no_lm = tiny_config(tmp_path / "no_lm", "no_lm")
+    assert no_lm.model.score_prior == "sasrec+cf" and not no_lm.model.lm_score
+
+
 def test_combined_prior_calibrates_a_mix_no_worse_than_either_part():
     from galrec.prior import CFPart, ScorePrior
 

@@ -73,15 +73,22 @@ class ModelConfig:
     """LightGCN dimension and most epochs (early-stopped on the validation split); the other
     settings are the LightGCN baseline's (configs/lightgcn.yaml), so the defaults give exactly
     the baseline's embeddings at the same seed."""
-    score_prior: str = _choice("sasrec+cf", "sasrec+cf", "sasrec", "cf", "none")
-    """Trained ID models' own scores added to L0's, ``s = sum_k exp(a_k) <p_u^k, q_i^k> +
-    <W h_u, E_i>`` with ``W`` zero at step 0, so training starts from their calibrated ranking
-    and the LM learns what they lack (galrec.prior). ``cf``: the collaborative features' dot
-    product (needs ``cf_features``); ``sasrec``: the SASRec baseline (needs
-    ``train.target=next``)."""
+    score_prior: str = _choice(
+        "sasrec+cf+text", "sasrec+cf+text", "sasrec+cf", "sasrec", "cf", "text", "none"
+    )
+    """Parts of a score added to L0's, ``s = sum_k exp(a_k) <p_u^k, q_i^k> + <W h_u, E_i>``
+    with ``W`` zero at step 0, so training starts from their calibrated ranking and the LM
+    learns what they lack (galrec.prior). ``cf``: the collaborative features' dot product
+    (needs ``cf_features``); ``sasrec``: the SASRec baseline; ``text``: the frozen backbone's
+    title similarity to the user's latest items (``text_prior_items``, ``text_prior_decay``).
+    ``sasrec`` and ``text`` read the history, so they need ``train.target=next``."""
     sasrec_epochs: int = 200
     """At most this many epochs for the ``sasrec`` prior (early-stopped on validation); its
     other settings are the SASRec baseline's (configs/sasrec.yaml)."""
+    text_prior_items: int = 5
+    text_prior_decay: float = 0.5
+    """The ``text`` part reads the user's latest ``text_prior_items`` items, the j-th most
+    recent weighted ``text_prior_decay**j`` (chosen on ml-100k's validation split)."""
     lm_score: bool = True
     """False switches the language model's contribution to the score off (``W`` stays zero):
     the prior alone, the ablation that shows what the LM adds."""
@@ -277,10 +284,15 @@ def _validate(cfg: Config) -> None:
     prior = cfg.model.score_prior
     if "cf" in prior.split("+") and cf == "none":
         raise ConfigError(f"model.score_prior={prior} needs model.cf_features (lightgcn or a .npy)")
-    if "sasrec" in prior.split("+") and cfg.train.target != "next":
+    if {"sasrec", "text"} & set(prior.split("+")) and cfg.train.target != "next":
         raise ConfigError(
-            f"model.score_prior={prior} needs train.target=next (SASRec reads the history "
-            "before the target)"
+            f"model.score_prior={prior} needs train.target=next (its sasrec and text parts "
+            "read the history before the target)"
+        )
+    if cfg.model.text_prior_items < 1 or not 0.0 < cfg.model.text_prior_decay <= 1.0:
+        raise ConfigError(
+            "model.text_prior_items must be >= 1 and model.text_prior_decay in (0, 1], got "
+            f"{cfg.model.text_prior_items} and {cfg.model.text_prior_decay}"
         )
     if not cfg.model.lm_score and prior == "none":
         raise ConfigError("model.lm_score=false needs a model.score_prior (something must score)")

@@ -1,15 +1,18 @@
-"""The score prior of GAL-Rec's L0 score: a trained ID model's own score, to which the language
-model's term is added (``model.score_prior``, docs/method.md)::
+"""The score prior of GAL-Rec's L0 score: trained ID models' own scores and the frozen language
+model's title similarity, to which the language model's trained term is added
+(``model.score_prior``, docs/method.md)::
 
-    s(u, i) = exp(a) <p_u, q_i>  +  <W h_u, E_i>
+    s(u, i) = sum_k exp(a_k) <p_u^k, q_i^k>  +  <W h_u, E_i>
 
 ``W`` starts at zero, so at step 0 the model ranks exactly like the prior, and training can
-only move away from it where the language model helps. Two priors:
+only move away from it where the language model helps. The parts:
 - ``cf``: the collaborative features' own dot product (LightGCN with the baseline's settings, or
   a user-supplied ``.npy``); ``p_u`` does not depend on the history;
 - ``sasrec``: a SASRec trained with the baseline's settings; ``p_u`` is its state after reading
   the user's latest items: before the training cut, or the history that scoring a split may
-  show (galrec.sequences), so it never sees what is being predicted.
+  show (galrec.sequences), so it never sees what is being predicted;
+- ``text``: the backbone's frozen title vectors, ``p_u`` a recency-weighted sum over the same
+  history, so an item is scored by how its title reads next to the latest ones.
 The scales ``a`` are calibrated once on the validation split (the pairs no part was trained
 on) and then kept fixed: trained on training pairs they would drift to whichever part
 memorised its training edges best.
@@ -67,15 +70,31 @@ class CFPart(PriorPart):
         return self.user_vectors[users]
 
 
-class SequentialPart(PriorPart):
+class HistoryPart(PriorPart):
+    """A part whose ``p_u`` reads the user's time-ordered history: what the split scored allows
+    (galrec.sequences), or for training users what comes before their ``cut``."""
+
+    def __init__(self, item_vectors: torch.Tensor, dataset: Any) -> None:
+        super().__init__(item_vectors)
+        self._dataset = dataset
+        self._histories: dict[str, Histories] = {}
+
+    def history(self, split: str, cut: torch.Tensor | None) -> Histories:
+        """The histories of ``split`` (memoised); training users need their cut."""
+        if split == "train" and cut is None:
+            raise ValueError(f"{type(self).__name__} scoring training users needs the cut")
+        if split not in self._histories:
+            self._histories[split] = histories(self._dataset, split)
+        return self._histories[split]
+
+
+class SequentialPart(HistoryPart):
     """A trained sequential model's score: ``p_u`` is its last state over the user's latest
     items (the model's ``max_len``) that the split, or the training cut, allows."""
 
     def __init__(self, model: Any, dataset: Any) -> None:
-        super().__init__(model.items.weight[1:])
+        super().__init__(model.items.weight[1:], dataset)
         self.model = model.eval().requires_grad_(False)
-        self._dataset = dataset
-        self._histories: dict[str, Histories] = {}
 
     def train(self, mode: bool = True) -> SequentialPart:
         super().train(mode)
@@ -87,15 +106,42 @@ class SequentialPart(PriorPart):
     ) -> torch.Tensor:
         from galrec.baselines.sequential import recent_sequences
 
-        if split not in self._histories:
-            self._histories[split] = histories(self._dataset, split)
-        if split == "train" and cut is None:
-            raise ValueError("a sequential prior scoring training users needs the cut")
+        history = self.history(split, cut)
         ids = users.detach().cpu().numpy().astype(np.int64)
         cuts = None if cut is None else cut.detach().cpu().numpy().astype(np.int64)
-        seqs = recent_sequences(self._histories[split], ids, self.model.config.max_len, cuts)
+        seqs = recent_sequences(history, ids, self.model.config.max_len, cuts)
         with torch.no_grad():
             return self.model.encode(torch.from_numpy(seqs).to(users.device))[:, -1]
+
+
+class TextPart(HistoryPart):
+    """The frozen language model's title similarity, what no ID model can see:
+    ``<sum_j decay^j t_(j), t_i>`` over the user's latest ``items`` items (``j = 0`` the most
+    recent), ``t`` the backbone's title vectors, centred (their common direction removed) and
+    unit length. Items with few interactions get a score from their text alone."""
+
+    def __init__(
+        self, item_text: torch.Tensor, dataset: Any, items: int = 5, decay: float = 0.5
+    ) -> None:
+        text = item_text.detach().float()
+        super().__init__(F.normalize(text - text.mean(0), dim=-1), dataset)
+        self.items = items
+        self.decay = decay
+
+    def user_states(
+        self, users: torch.Tensor, split: str, cut: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        history = self.history(split, cut)
+        ids = users.detach().cpu().numpy().astype(np.int64)
+        cuts = None if cut is None else cut.detach().cpu().numpy().astype(np.int64)
+        offsets, items = history.recent(ids, self.items, cuts)
+        rows = np.repeat(np.arange(len(ids)), np.diff(offsets))
+        age = np.arange(len(items)) - offsets[rows]  # 0 = the most recent
+        weights = torch.from_numpy(self.decay**age).float().to(self.item_vectors.device)
+        vectors = self.item_vectors[torch.from_numpy(items).to(self.item_vectors.device)]
+        states = torch.zeros(len(ids), self.dim, device=self.item_vectors.device)
+        states.index_add_(0, torch.from_numpy(rows).to(states.device), vectors * weights[:, None])
+        return states.to(users.device)
 
 
 class ScorePrior(nn.Module):

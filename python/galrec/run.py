@@ -29,7 +29,14 @@ from galrec.external import (
 )
 from galrec.model import GalRecModel, autocast
 from galrec.pipeline import ViewBuilder
-from galrec.prior import CFPart, PriorPart, ScorePrior, SequentialPart, fit_sasrec_prior
+from galrec.prior import (
+    CFPart,
+    PriorPart,
+    ScorePrior,
+    SequentialPart,
+    TextPart,
+    fit_sasrec_prior,
+)
 
 
 def load_dataset(cfg: DataConfig, out_dir: Path, write: bool) -> Any:
@@ -268,7 +275,10 @@ def build_model(
     external = ExternalEmbeddings(
         feats, dataset.num_users, backbone.hidden_size, cfg.model.projector, cfg.model.id_residual
     )
-    prior = build_prior(cfg, dataset, work_dir, cf, write, cache_dir or default_cache_dir(work_dir))
+    item_text = feats[dataset.num_users :, : feats.shape[1] - (0 if cf is None else cf.shape[1])]
+    prior = build_prior(
+        cfg, dataset, work_dir, cf, item_text, write, cache_dir or default_cache_dir(work_dir)
+    )
     model = GalRecModel(
         backbone,
         external,
@@ -291,6 +301,7 @@ def build_prior(
     dataset: Any,
     work_dir: Path,
     cf: np.ndarray | None,
+    item_text: torch.Tensor,
     write: bool,
     cache_dir: Path,
 ) -> ScorePrior | None:
@@ -306,6 +317,11 @@ def build_prior(
                 raise ValueError("model.score_prior=cf needs collaborative features (cf_features)")
             vectors = torch.from_numpy(np.asarray(cf, dtype=np.float32))
             parts.append(CFPart(vectors[: dataset.num_users], vectors[dataset.num_users :]))
+        elif name == "text":
+            model_cfg = cfg.model
+            parts.append(
+                TextPart(item_text, dataset, model_cfg.text_prior_items, model_cfg.text_prior_decay)
+            )
         else:
             copy = work_dir / "prior.safetensors"
             model = fit_sasrec_prior(
