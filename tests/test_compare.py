@@ -257,3 +257,19 @@ def test_runs_are_not_reused_on_another_prepared_dataset(tmp_path) -> None:
         "reusing popularity",
         "training popularity",
     ]
+
+
+def test_a_language_model_is_reused_only_under_the_same_resolved_defaults() -> None:
+    # The packaged gal_rec.yaml names almost no option: the settings compare checks before it
+    # reuses a run must hold the defaults it stands for, or a changed default reuses stale runs.
+    from galrec.registry import default_config, get_model
+
+    gal_rec = get_model("gal_rec").resolved(default_config("gal_rec"))
+    assert gal_rec["model"]["score_prior"] == "sasrec+cf+text"
+    assert gal_rec["train"]["steps"] == 150 and "seed" not in gal_rec["train"]
+    no_lm = get_model("no_lm").resolved(default_config("no_lm"))
+    assert no_lm["model"]["score_prior"] == "sasrec+cf" and no_lm != gal_rec
+    changed = get_model("gal_rec").resolved({**default_config("gal_rec"), "loss": {"l1": 0.5}})
+    assert changed["loss"]["l1"] == 0.5 and changed != gal_rec
+    baseline = default_config("mf")
+    assert get_model("mf").resolved(baseline) == baseline

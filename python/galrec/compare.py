@@ -276,7 +276,7 @@ def run_compare(
             run_dir = out_dir / "runs" / spec.name / f"seed{seed}"
             settings = _normalised(
                 {
-                    "config": config,
+                    "config": spec.resolved(config),
                     "dataset": dataset_name,
                     "dataset_stats": stats,
                     "dataset_manifest": manifest,

@@ -173,5 +173,25 @@ def open_lm_run(run_dir: Path) -> RunScorer:
     return RunScorer(open_run(run_dir))
 
 
+def _resolver(name: str) -> Any:
+    def resolve(config: dict[str, Any]) -> dict[str, Any]:
+        """Every option of the run ``config`` gives, defaults included (paths and the
+        per-request seed, device and progress left out: compare sets those)."""
+        from galrec.config import config_from_dict
+
+        options = config_from_dict({**config, "name": name}).to_dict()
+        options.pop("out_dir", None)
+        options["data"].pop("dataset", None)
+        for key in ("seed", "device", "progress"):
+            options["train"].pop(key, None)
+        return options
+
+    return resolve
+
+
 for _name, (_kind, _description) in LANGUAGE_MODELS.items():
-    register(ModelSpec(_name, _kind, _description, _trainer(_name), open_lm_run))
+    register(
+        ModelSpec(
+            _name, _kind, _description, _trainer(_name), open_lm_run, resolve=_resolver(_name)
+        )
+    )

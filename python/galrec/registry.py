@@ -78,6 +78,14 @@ class ModelSpec:
     description: str
     train: Callable[[TrainRequest], TrainedModel]
     open: Callable[[Path], Scorer]
+    resolve: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+    """The complete options a config file stands for, defaults filled in (None: the file as
+    it is, which for the baselines' packaged files lists every option). ``galrec compare``
+    reuses a finished run only when these are unchanged, so a changed default retrains."""
+
+    def resolved(self, config: dict[str, Any]) -> dict[str, Any]:
+        """``config`` with the defaults it leaves out (see ``resolve``)."""
+        return config if self.resolve is None else self.resolve(config)
 
 
 MODELS: dict[str, ModelSpec] = {}
