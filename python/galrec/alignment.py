@@ -10,6 +10,7 @@ analysis the GAL-Rec paper (and DirectAU) use to show what graph-aware training 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,30 +44,43 @@ class AlignmentUniformity:
         return (self.user_uniformity + self.item_uniformity) / 2
 
 
-def alignment_uniformity(
-    user_emb: torch.Tensor,
-    item_emb: torch.Tensor,
+def model_geometry(
+    model: Any,
     pairs: tuple[np.ndarray, np.ndarray],
+    num_items: int,
     *,
     max_points: int = 2048,
     seed: int = 0,
 ) -> AlignmentUniformity:
-    """Both measures for a model's tables over the interacting ``pairs`` (users, items).
+    """Alignment over at most ``max_points`` of the interacting ``pairs`` (users, items) and the
+    uniformity of their users and of ``max_points`` random items, drawn with ``seed``, for a
+    model (galrec.evaluate.EmbeddingModel). Sampled so that a model that must encode a prompt
+    per node (a language model) encodes a few thousand, not every user and item. A model with
+    ``representations_of(side, nodes)`` is asked for just those nodes; any other gives its full
+    tables.
 
-    Uniformity uses at most ``max_points`` random users and items (pdist is quadratic).
+    With one held-out pair per user (leave-one-out), the sampled pairs' users are a uniform
+    sample of the users, so uniformity is measured on the same kind of sample as before.
     """
     rng = np.random.default_rng(seed)
-    users = torch.as_tensor(np.asarray(pairs[0], dtype=np.int64))
-    items = torch.as_tensor(np.asarray(pairs[1], dtype=np.int64))
-    user_emb, item_emb = user_emb.detach().cpu(), item_emb.detach().cpu()
-
-    def sample(table: torch.Tensor) -> torch.Tensor:
-        if len(table) <= max_points:
-            return table
-        return table[torch.from_numpy(rng.choice(len(table), max_points, replace=False))]
-
+    users = np.asarray(pairs[0], dtype=np.int64)
+    items = np.asarray(pairs[1], dtype=np.int64)
+    if len(users) > max_points:
+        keep = np.sort(rng.choice(len(users), max_points, replace=False))
+        users, items = users[keep], items[keep]
+    spread = rng.choice(num_items, min(num_items, max_points), replace=False)
+    user_nodes, user_rows = np.unique(users, return_inverse=True)
+    item_nodes, item_rows = np.unique(np.concatenate([items, spread]), return_inverse=True)
+    pick = getattr(model, "representations_of", None)
+    if pick is not None:
+        user_z, item_z = pick("user", user_nodes), pick("item", item_nodes)
+    else:
+        user_z = model.user_embeddings()[torch.from_numpy(user_nodes)]
+        item_z = model.item_embeddings()[torch.from_numpy(item_nodes)]
+    user_z, item_z = user_z.detach().float().cpu(), item_z.detach().float().cpu()
+    paired_items = torch.from_numpy(item_rows[: len(items)])
     return AlignmentUniformity(
-        alignment=alignment(user_emb[users], item_emb[items]),
-        user_uniformity=uniformity(sample(user_emb)),
-        item_uniformity=uniformity(sample(item_emb)),
+        alignment=alignment(user_z[torch.from_numpy(user_rows)], item_z[paired_items]),
+        user_uniformity=uniformity(user_z),
+        item_uniformity=uniformity(item_z[torch.from_numpy(item_rows[len(items) :])]),
     )

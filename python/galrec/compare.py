@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from galrec.alignment import AlignmentUniformity, alignment_uniformity
+from galrec.alignment import AlignmentUniformity, model_geometry
 from galrec.evaluate import (
     DEFAULT_KS,
     METRICS,
@@ -315,10 +315,10 @@ def run_compare(
             result.save(run_dir / "eval_test")
             geometry = None
             if isinstance(trained.scorer, EmbeddingModel):
-                geometry = alignment_uniformity(
-                    trained.scorer.user_embeddings(),
-                    trained.scorer.item_embeddings(),
+                geometry = model_geometry(
+                    trained.scorer,
                     (dataset.test.users, dataset.test.items),
+                    int(dataset.num_items),
                     seed=seed,
                 )
             log(

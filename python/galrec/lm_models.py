@@ -75,6 +75,11 @@ class RunScorer:
             self._items = self.run.representations("item", nodes, hop=0).cpu()
         return self._items
 
+    def representations_of(self, side: str, nodes: np.ndarray) -> torch.Tensor:
+        """The representations of some ``nodes`` only ("user": hop-1 prompts, "item": hop-0),
+        the rows :meth:`user_embeddings` / :meth:`item_embeddings` would hold for them."""
+        return self.run.representations(side, nodes, hop=1 if side == "user" else 0).cpu()
+
 
 def _history(run_dir: Path) -> list[dict[str, float]]:
     """Training loss per step and validation NDCG per validation, from ``metrics.jsonl``."""
