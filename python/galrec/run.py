@@ -275,9 +275,11 @@ def build_model(
     external = ExternalEmbeddings(
         feats, dataset.num_users, backbone.hidden_size, cfg.model.projector, cfg.model.id_residual
     )
-    item_text = feats[dataset.num_users :, : feats.shape[1] - (0 if cf is None else cf.shape[1])]
+    title_vectors = feats[
+        dataset.num_users :, : feats.shape[1] - (0 if cf is None else cf.shape[1])
+    ]
     prior = build_prior(
-        cfg, dataset, work_dir, cf, item_text, write, cache_dir or default_cache_dir(work_dir)
+        cfg, dataset, work_dir, cf, title_vectors, write, cache_dir or default_cache_dir(work_dir)
     )
     model = GalRecModel(
         backbone,
