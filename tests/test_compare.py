@@ -269,6 +269,9 @@ def test_a_language_model_is_reused_only_under_the_same_resolved_defaults() -> N
     assert gal_rec["train"]["steps"] == 150 and "seed" not in gal_rec["train"]
     no_lm = get_model("no_lm").resolved(default_config("no_lm"))
     assert no_lm["model"]["score_prior"] == "sasrec+cf" and no_lm != gal_rec
+    frozen = get_model("frozen_lm").resolved(default_config("frozen_lm"))
+    assert frozen["model"]["score_prior"] == gal_rec["model"]["score_prior"]
+    assert not frozen["model"]["lm_score"] and frozen["train"]["steps"] == 0
     changed = get_model("gal_rec").resolved({**default_config("gal_rec"), "loss": {"l1": 0.5}})
     assert changed["loss"]["l1"] == 0.5 and changed != gal_rec
     baseline = default_config("mf")

@@ -2,11 +2,12 @@
 
 Each name maps to a packaged training config (``configs/<name>.yaml``, see galrec.config):
 ``gal_rec`` (the method), ``text_lm`` (L0 only, no ID tokens, no graph), ``id_lm`` (ID tokens
-without graph learning, CLLM4Rec-like) and the ablations ``no_l1``, ``no_l2``, ``no_l3``,
-``no_queue``, ``no_hop2``. ``galrec compare`` trains them through :class:`galrec.train.Trainer`
-on the prepared dataset directory it was given, with the seed and device it was given; the
-trained model scores through the same evaluator as every baseline. Importing this module
-registers them.
+without graph learning, CLLM4Rec-like), the ablations ``no_l1``, ``no_l2``, ``no_l3``,
+``no_queue``, ``no_hop2``, and ``no_lm`` / ``frozen_lm`` (the score prior without the language
+model / with its frozen title part, nothing trained). ``galrec compare`` trains them through
+:class:`galrec.train.Trainer` on the prepared dataset directory it was given, with the seed and
+device it was given; the trained model scores through the same evaluator as every baseline.
+Importing this module registers them.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ LANGUAGE_MODELS: dict[str, tuple[str, str]] = {
     "no_l3": ("ablation", "GAL-Rec without L3 (user hop-1 vs item hop-0)"),
     "no_queue": ("ablation", "GAL-Rec without the momentum queue (in-batch negatives)"),
     "no_hop2": ("ablation", "GAL-Rec without hop-2 prompts"),
-    "no_lm": ("ablation", "GAL-Rec's score prior alone (the language model's term off)"),
+    "no_lm": ("ablation", "GAL-Rec's ID score prior alone (no language model at all)"),
+    "frozen_lm": ("ablation", "GAL-Rec at step 0: the prior with the frozen LM's title part"),
 }
 
 
