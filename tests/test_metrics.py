@@ -264,3 +264,10 @@ def test_gpu_matches_cpu() -> None:
     gpu = rank_users(TableScorer(scores), truth_sets, mask_sets, device="cuda")
     for name in cpu.per_user:
         np.testing.assert_allclose(cpu.per_user[name], gpu.per_user[name])
+
+
+def test_user_item_sets_give_the_dense_mask_of_any_users() -> None:
+    sets = UserItemSets.from_pairs(np.array([0, 2, 2, 0, 1]), np.array([3, 0, 4, 1, 1]), 3, 5)
+    mask = sets.mask(np.array([2, 0, 2]), 5)
+    expected = [[1, 0, 0, 0, 1], [0, 1, 0, 1, 0], [1, 0, 0, 0, 1]]
+    assert mask.dtype == torch.bool and mask.int().tolist() == expected

@@ -163,6 +163,17 @@ class UserItemSets:
         """Users that have at least one item."""
         return np.flatnonzero(np.diff(self.indptr) > 0)
 
+    def mask(self, users: np.ndarray, num_items: int) -> torch.Tensor:
+        """Dense ``[len(users), num_items]`` bool: True where the user holds the item."""
+        users = np.asarray(users, dtype=np.int64)
+        counts = self.indptr[users + 1] - self.indptr[users]
+        rows = np.repeat(np.arange(len(users)), counts)
+        within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        out = torch.zeros(len(users), num_items, dtype=torch.bool)
+        cols = self.indices[np.repeat(self.indptr[users], counts) + within]
+        out[torch.from_numpy(rows), torch.from_numpy(cols)] = True
+        return out
+
 
 def _check_range(what: str, ids: np.ndarray, bound: int) -> None:
     if len(ids) and (ids.min() < 0 or ids.max() >= bound):

@@ -310,6 +310,8 @@ def build_prior(
     """The score prior ``model.score_prior`` names (parts joined by ``+``), its scales
     calibrated on the validation split (each user's validation item against all items, the
     training items masked as evaluation masks them; galrec.prior) and then fixed."""
+    from galrec.evaluate import split_sets
+
     if cfg.model.score_prior == "none":
         return None
     parts: list[PriorPart] = []
@@ -335,16 +337,10 @@ def build_prior(
             )
             parts.append(SequentialPart(model, dataset))
     prior = ScorePrior(parts)
-    users = torch.from_numpy(np.asarray(dataset.valid.users, dtype=np.int64))
+    valid_users = np.asarray(dataset.valid.users, dtype=np.int64)
     items = torch.from_numpy(np.asarray(dataset.valid.items, dtype=np.int64))
-    train = dataset.train
-    seen = torch.zeros(len(users), int(dataset.num_items), dtype=torch.bool)
-    row_of = torch.full((int(dataset.num_users),), -1, dtype=torch.long)
-    row_of[users] = torch.arange(len(users))
-    rows = row_of[torch.from_numpy(np.asarray(train.users, dtype=np.int64))]
-    kept = rows >= 0
-    seen[rows[kept], torch.from_numpy(np.asarray(train.items, dtype=np.int64))[kept]] = True
-    prior.calibrate(prior.user_states(users, "valid"), items, seen)
+    seen = split_sets(dataset, "valid")[1].mask(valid_users, int(dataset.num_items))
+    prior.calibrate(prior.user_states(torch.from_numpy(valid_users), "valid"), items, seen)
     prior.log_scale.requires_grad_(False)
     return prior
 
