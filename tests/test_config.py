@@ -88,3 +88,17 @@ def test_bundled_configs_load(name):
     path = resources.files("galrec") / "configs" / f"{name}.yaml"
     cfg = load_config(str(path))
     assert cfg.name == name
+
+
+def test_numbers_as_yaml_1_2_writes_them(tmp_path):
+    # PyYAML reads "1e-4" as a string (YAML 1.1 wants "1.0e-4"); a float field takes it.
+    cfg = load_config(overrides=["train.lr=1e-4", "loss.temperature=+5E-2"])
+    assert cfg.train.lr == 1e-4 and cfg.loss.temperature == 0.05
+    path = tmp_path / "c.yaml"
+    path.write_text("train:\n  lr: 5e-5\n  weight_decay: .5\n")
+    cfg = load_config(path)
+    assert cfg.train.lr == 5e-5 and cfg.train.weight_decay == 0.5
+    with pytest.raises(ConfigError, match=r"train\.lr: expected a number, got .1e-4x."):
+        load_config(overrides=["train.lr=1e-4x"])
+    with pytest.raises(ConfigError, match=r"train\.steps: expected an integer"):
+        load_config(overrides=["train.steps=1e3"])

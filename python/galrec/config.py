@@ -7,6 +7,7 @@ are config files, not code. Errors name the offending key and the allowed keys o
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -183,6 +184,10 @@ def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+#: A float as YAML 1.2 writes it; PyYAML follows YAML 1.1, which needs a dot ("1.0e-4").
+_YAML12_FLOAT = re.compile(r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?")
+
+
 def _coerce(key: str, value: Any, annotation: Any, choices: tuple[str, ...] | None) -> Any:
     """Check ``value`` against the field's type; return it converted (int -> float, list)."""
     origin = typing.get_origin(annotation)
@@ -201,6 +206,8 @@ def _coerce(key: str, value: Any, annotation: Any, choices: tuple[str, ...] | No
             raise ConfigError(f"{key}: expected an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str) and _YAML12_FLOAT.fullmatch(value.strip()):
+            return float(value)  # "1e-4": a number in YAML 1.2, a string to PyYAML (YAML 1.1)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
