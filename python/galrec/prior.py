@@ -79,13 +79,18 @@ class HistoryPart(PriorPart):
         self._dataset = dataset
         self._histories: dict[str, Histories] = {}
 
-    def history(self, split: str, cut: torch.Tensor | None) -> Histories:
-        """The histories of ``split`` (memoised); training users need their cut."""
+    def read(
+        self, users: torch.Tensor, split: str, cut: torch.Tensor | None
+    ) -> tuple[Histories, np.ndarray, np.ndarray | None]:
+        """The histories of ``split`` (memoised) with ``users`` and ``cut`` as int64 arrays;
+        training users need their cut."""
         if split == "train" and cut is None:
             raise ValueError(f"{type(self).__name__} scoring training users needs the cut")
         if split not in self._histories:
             self._histories[split] = histories(self._dataset, split)
-        return self._histories[split]
+        ids = users.detach().cpu().numpy().astype(np.int64)
+        cuts = None if cut is None else cut.detach().cpu().numpy().astype(np.int64)
+        return self._histories[split], ids, cuts
 
 
 class SequentialPart(HistoryPart):
@@ -106,9 +111,7 @@ class SequentialPart(HistoryPart):
     ) -> torch.Tensor:
         from galrec.baselines.sequential import recent_sequences
 
-        history = self.history(split, cut)
-        ids = users.detach().cpu().numpy().astype(np.int64)
-        cuts = None if cut is None else cut.detach().cpu().numpy().astype(np.int64)
+        history, ids, cuts = self.read(users, split, cut)
         seqs = recent_sequences(history, ids, self.model.config.max_len, cuts)
         with torch.no_grad():
             return self.model.encode(torch.from_numpy(seqs).to(users.device))[:, -1]
@@ -131,9 +134,7 @@ class TextPart(HistoryPart):
     def user_states(
         self, users: torch.Tensor, split: str, cut: torch.Tensor | None = None
     ) -> torch.Tensor:
-        history = self.history(split, cut)
-        ids = users.detach().cpu().numpy().astype(np.int64)
-        cuts = None if cut is None else cut.detach().cpu().numpy().astype(np.int64)
+        history, ids, cuts = self.read(users, split, cut)
         offsets, items = history.recent(ids, self.items, cuts)
         rows = np.repeat(np.arange(len(ids)), np.diff(offsets))
         age = np.arange(len(items)) - offsets[rows]  # 0 = the most recent
