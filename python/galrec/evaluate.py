@@ -165,13 +165,10 @@ class UserItemSets:
 
     def mask(self, users: np.ndarray, num_items: int) -> torch.Tensor:
         """Dense ``[len(users), num_items]`` bool: True where the user holds the item."""
-        users = np.asarray(users, dtype=np.int64)
-        counts = self.indptr[users + 1] - self.indptr[users]
-        rows = np.repeat(np.arange(len(users)), counts)
-        within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        sets = (torch.from_numpy(self.indptr), torch.from_numpy(self.indices))
+        rows, items = _rows_of(sets, torch.from_numpy(np.asarray(users, dtype=np.int64)))
         out = torch.zeros(len(users), num_items, dtype=torch.bool)
-        cols = self.indices[np.repeat(self.indptr[users], counts) + within]
-        out[torch.from_numpy(rows), torch.from_numpy(cols)] = True
+        out[rows, items] = True
         return out
 
 

@@ -303,7 +303,7 @@ def build_prior(
     dataset: Any,
     work_dir: Path,
     cf: np.ndarray | None,
-    item_text: torch.Tensor,
+    title_vectors: torch.Tensor,
     write: bool,
     cache_dir: Path,
 ) -> ScorePrior | None:
@@ -324,7 +324,9 @@ def build_prior(
         elif name == "text":
             model_cfg = cfg.model
             parts.append(
-                TextPart(item_text, dataset, model_cfg.text_prior_items, model_cfg.text_prior_decay)
+                TextPart(
+                    title_vectors, dataset, model_cfg.text_prior_items, model_cfg.text_prior_decay
+                )
             )
         else:
             copy = work_dir / "prior.safetensors"
