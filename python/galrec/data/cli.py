@@ -351,6 +351,9 @@ def _load_embeddings(path: Path, dataset: Any) -> Any:
     """A float matrix with one row per item of ``dataset``, or a one-line error."""
     import numpy as np
 
+    from galrec.data.formats._io import require_file
+
+    require_file(path)  # a FIFO would block np.load forever
     try:
         embeddings = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:

@@ -18,20 +18,38 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from galrec.data.errors import DataFormatError
-from galrec.data.formats._io import ArrowInput, ProgressFn, iter_lines
+from galrec.data.formats._io import READ_ERRORS, ArrowInput, ProgressFn, iter_lines
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 BLOCK_BYTES = 16 << 20
+TIME_LIMIT = 2**53
+"""Times must have ``|time| < 2**53`` (9,007,199,254,740,992). Below it every whole number is
+exact in float64 (the type times are read as), so no time is rounded onto another, flooring to
+int64 cannot overflow, and the difference of any two times fits in int64. Seconds, milliseconds
+and microseconds since 1970 all fit; nanoseconds do not."""
 
 
 class Kind(Enum):
     """How a column is validated and handed back."""
 
-    ID = "id"  # non-empty string -> pyarrow string array
+    ID = "id"  # non-empty string without NUL bytes -> pyarrow string array
     NUMBER = "number"  # finite float -> numpy float64
+    TIME = "time"  # float with |t| < TIME_LIMIT -> numpy float64
     TEXT = "text"  # any string -> pyarrow string array
+
+
+NUMERIC_KINDS = (Kind.NUMBER, Kind.TIME)
+
+
+class BadValue(ValueError):
+    """A value broke the rule of its column's kind; ``row`` is its 0-based row in the block."""
+
+    def __init__(self, row: int, reason: str) -> None:
+        super().__init__(reason)
+        self.row = row
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -114,7 +132,7 @@ def read_delimited(
                 source.report()
             if bad_rows:
                 raise _ScanNeeded
-        except (_ScanNeeded, pa.ArrowInvalid, ValueError) as problem:
+        except (_ScanNeeded, ValueError, *READ_ERRORS) as problem:
             raise locate_error(path, dialect, fields, problem) from None
 
 
@@ -123,39 +141,78 @@ class _ScanNeeded(Exception):
 
 
 def convert_column(column: pa.Array, kind: Kind) -> Any:
-    """Validate a string or number column as ``kind``; ``ValueError`` on the first violation."""
+    """Validate a string or number column as ``kind``; :class:`BadValue` names the first bad row.
+
+    The rules are those of :func:`check_value`, applied to whole columns at once.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     if kind is not Kind.TEXT and column.null_count:
-        raise ValueError("missing value")
-    if kind is Kind.NUMBER:
+        raise BadValue(_first_true(column.is_null()), "missing value")
+    if kind in NUMERIC_KINDS:
         values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        if not np.isfinite(values).all():
-            raise ValueError("non-finite number")
+        good = np.isfinite(values)
+        if kind is Kind.TIME:
+            good &= np.abs(values) < TIME_LIMIT
+        if not good.all():
+            row = int(np.argmin(good))
+            reason = number_problem(float(values[row]), kind, str(values[row]))
+            assert reason is not None  # the column test above and the value rule agree
+            raise BadValue(row, reason)
         return values
-    if kind is Kind.ID and pc.any(pc.equal(column, "")).as_py():
-        raise ValueError("empty id")
+    if kind is Kind.ID:
+        bad = pc.or_(pc.equal(column, ""), pc.match_substring(column, "\x00"))
+        if pc.any(bad).as_py():
+            row = _first_true(bad)
+            reason = id_problem(column[row].as_py())
+            assert reason is not None
+            raise BadValue(row, reason)
     column.validate(full=True)  # the JSON reader does not check UTF-8 by itself
     return column
 
 
+def _first_true(mask: pa.BooleanArray) -> int:
+    return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
+
+
 def check_value(value: str, kind: Kind) -> str | None:
     """Why ``value`` is not a valid ``kind`` (``None`` if it is): the scan's rule set."""
-    if kind is Kind.ID and value == "":
-        return "empty id"
-    if kind is Kind.NUMBER:
+    if kind is Kind.ID:
+        return id_problem(value)
+    if kind in NUMERIC_KINDS:
         try:
             number = float(value)
         except ValueError:
             return f"not a number: {value[:40]!r}"
-        if not math.isfinite(number):
-            return f"not a finite number: {value!r}"
+        return number_problem(number, kind, value)
+    return None
+
+
+def id_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an id: empty, or holding a NUL byte (C strings end there)."""
+    if value == "":
+        return "empty id"
+    if "\x00" in value:
+        return f"id holds a NUL byte at character {value.index(chr(0)) + 1}: {value[:40]!r}"
+    return None
+
+
+def number_problem(number: float, kind: Kind, text: str) -> str | None:
+    """Why ``number`` (written ``text`` in the source) is not a valid number or time."""
+    if not math.isfinite(number):
+        return f"not a finite number: {text!r}"
+    if kind is Kind.TIME and abs(number) >= TIME_LIMIT:
+        return (
+            f"time {text} out of range: |time| must be below 2**53 = {TIME_LIMIT} to stay "
+            "exact in float64 and int64 (seconds, milliseconds or microseconds since 1970 fit)"
+        )
     return None
 
 
 def iter_rows(path: Path, dialect: Dialect) -> Iterator[tuple[int, list[str]]]:
-    """Yield ``(line_number, fields)`` for every non-empty data line, the slow exact way."""
+    """Yield ``(line_number, fields)`` for every non-empty record, the slow exact way; a record
+    quoted over several lines is numbered by its first line."""
     lines = (
         (number, text)
         for number, text in iter_lines(path, dialect.encoding)
@@ -166,20 +223,32 @@ def iter_rows(path: Path, dialect: Dialect) -> Iterator[tuple[int, list[str]]]:
             if text:
                 yield number, text.split(dialect.delimiter)
         return
-    numbered = iter(lines)
-    current = [0]
+    current = 0  # the line the csv reader last took
+    ended = False  # the reader asked for a line past the end: a quoted field never closed
 
     def texts() -> Iterator[str]:
-        for number, text in numbered:
-            current[0] = number
+        nonlocal current, ended
+        for number, text in lines:
+            current = number
             yield text
+        ended = True
 
+    start = dialect.skip_lines + 1  # the first line of the record being read
     try:
         for fields in csv.reader(texts(), delimiter=dialect.delimiter, strict=True):
             if fields:
-                yield current[0], fields
+                yield start, fields
+            start = current + 1
     except csv.Error as error:
-        raise DataFormatError(path, current[0], None, f"malformed CSV: {error}") from None
+        if ended:
+            raise DataFormatError(
+                path,
+                start,
+                None,
+                "malformed CSV: unclosed quote (the record starting on this line runs to the "
+                "end of the file)",
+            ) from None
+        raise DataFormatError(path, current, None, f"malformed CSV: {error}") from None
 
 
 def locate_error(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import stat
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,14 +19,40 @@ ProgressFn = Callable[[int], None]
 
 GZIP_MAGIC = b"\x1f\x8b"
 PROGRESS_LINES = 65_536
+READ_ERRORS = (OSError, EOFError, zlib.error)
+"""What reading or decompressing a file raises; pyarrow's and gzip's messages omit the file."""
 
 
 def require_file(path: Path) -> Path:
-    """Return ``path`` if it is a readable file, else raise a :class:`DataFormatError`."""
-    if not path.is_file():
-        reason = "is not a file" if path.exists() else "file not found"
-        raise DataFormatError(path, None, None, reason)
+    """Return ``path`` if it is a regular file, else raise a :class:`DataFormatError`.
+
+    FIFOs, sockets and devices are refused before anything opens them: opening a FIFO blocks
+    until a writer appears, and the readers need to read a file twice (a fast pass, then an
+    exact scan that names the bad line), which a stream cannot give.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise DataFormatError(path, None, None, "file not found") from None
+    except OSError as error:
+        raise read_error(path, error) from None
+    if stat.S_ISDIR(mode):
+        raise DataFormatError(path, None, None, "is not a file but a directory")
+    if not stat.S_ISREG(mode):
+        raise DataFormatError(
+            path,
+            None,
+            None,
+            "is not a regular file (a FIFO, socket or device); galrec reads only regular files",
+        )
     return path
+
+
+def read_error(path: Path, error: BaseException, line: int | None = None) -> DataFormatError:
+    """A :class:`DataFormatError` naming ``path`` (and the line being read) for an I/O or
+    decompression failure, e.g. a truncated gzip stream."""
+    reason = (error.strerror if isinstance(error, OSError) else None) or str(error)
+    return DataFormatError(path, line, None, f"cannot read: {reason or type(error).__name__}")
 
 
 def is_gzip(path: Path) -> bool:
@@ -40,9 +68,13 @@ class ArrowInput:
         import pyarrow as pa
 
         require_file(path)
-        self._raw = pa.OSFile(str(path), "rb")
+        try:
+            gzipped = is_gzip(path)
+            self._raw = pa.OSFile(str(path), "rb")
+        except READ_ERRORS as error:
+            raise read_error(path, error) from None
         self.stream: pa.NativeFile = (
-            pa.CompressedInputStream(self._raw, "gzip") if is_gzip(path) else self._raw
+            pa.CompressedInputStream(self._raw, "gzip") if gzipped else self._raw
         )
         self._progress = progress
         self._reported = 0
@@ -70,26 +102,33 @@ class ArrowInput:
 def iter_lines(
     path: Path, encoding: str = "utf-8", progress: ProgressFn | None = None
 ) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` with the line ending removed; bad bytes name their line."""
+    """Yield ``(line_number, text)`` with the line ending removed; bad bytes name their line,
+    and so does a read or gzip failure (the line being read when it failed)."""
     require_file(path)
-    with open(path, "rb") as raw:
-        handle: Iterable[bytes] = gzip.GzipFile(fileobj=raw) if is_gzip(path) else raw
-        reported = 0
-        for number, line in enumerate(handle, start=1):
-            try:
-                text = line.decode(encoding)
-            except UnicodeDecodeError as error:
-                raise DataFormatError(
-                    path,
-                    number,
-                    None,
-                    f"not valid {encoding}: byte {line[error.start]:#04x} "
-                    f"at column {error.start + 1}",
-                ) from None
-            if progress is not None and number % PROGRESS_LINES == 0:
-                position = raw.tell()
-                progress(position - reported)
-                reported = position
-            yield number, text.rstrip("\r\n")
-        if progress is not None:
-            progress(raw.tell() - reported)
+    reading: int | None = None  # the line being read, once the file is open
+    try:
+        with open(path, "rb") as raw:
+            handle: Iterable[bytes] = gzip.GzipFile(fileobj=raw) if is_gzip(path) else raw
+            reported = 0
+            reading = 1
+            for number, line in enumerate(handle, start=1):
+                try:
+                    text = line.decode(encoding)
+                except UnicodeDecodeError as error:
+                    raise DataFormatError(
+                        path,
+                        number,
+                        None,
+                        f"not valid {encoding}: byte {line[error.start]:#04x} "
+                        f"at column {error.start + 1}",
+                    ) from None
+                if progress is not None and number % PROGRESS_LINES == 0:
+                    position = raw.tell()
+                    progress(position - reported)
+                    reported = position
+                yield number, text.rstrip("\r\n")
+                reading = number + 1
+            if progress is not None:
+                progress(raw.tell() - reported)
+    except READ_ERRORS as error:
+        raise read_error(path, error, reading) from None

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from galrec.data.errors import DataFormatError
-from galrec.data.formats._delimited import Kind, check_value, convert_column
-from galrec.data.formats._io import ArrowInput, ProgressFn, iter_lines
+from galrec.data.formats._delimited import NUMERIC_KINDS, Kind, check_value, convert_column
+from galrec.data.formats._io import READ_ERRORS, ArrowInput, ProgressFn, iter_lines
 
 BLOCK_BYTES = 16 << 20
 
@@ -25,18 +25,30 @@ def first_object(path: Path) -> dict[str, Any]:
     raise DataFormatError(path, None, None, "file is empty")
 
 
-def parse_object(path: Path, number: int, text: str) -> dict[str, Any]:
-    """One line as a dict; JSON first, then a Python literal (loose JSON)."""
+def parse_object(path: Path, number: int, text: str, loose: bool = True) -> dict[str, Any]:
+    """One line as a dict: JSON, or else (with ``loose``) a Python literal ("loose JSON").
+
+    Nesting too deep for Python's parsers is reported on its line like any other bad line.
+    """
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise DataFormatError(path, number, None, "JSON nested too deeply to parse") from None
     except json.JSONDecodeError as error:
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = _python_literal(text) if loose else None
+        if value is None:
             raise DataFormatError(path, number, None, f"not valid JSON: {error.msg}") from None
     if not isinstance(value, dict):
         raise DataFormatError(path, number, None, "expected a JSON object")
     return value
+
+
+def _python_literal(text: str) -> Any:
+    """``text`` as a Python literal, or ``None`` if it is not one."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
 
 
 def read_json_columns(
@@ -47,7 +59,12 @@ def read_json_columns(
     import pyarrow as pa
     from pyarrow import json as pajson
 
-    types = {Kind.ID: pa.string(), Kind.TEXT: pa.string(), Kind.NUMBER: pa.float64()}
+    types = {
+        Kind.ID: pa.string(),
+        Kind.TEXT: pa.string(),
+        Kind.NUMBER: pa.float64(),
+        Kind.TIME: pa.float64(),
+    }
     schema = pa.schema([(name, types[kind]) for name, kind in fields.items()])
     parse_options = pajson.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     read_options = pajson.ReadOptions(block_size=BLOCK_BYTES)
@@ -61,7 +78,7 @@ def read_json_columns(
                     name: convert_column(batch.column(name), kind) for name, kind in fields.items()
                 }
                 source.report()
-        except (pa.ArrowInvalid, ValueError) as problem:
+        except (ValueError, *READ_ERRORS) as problem:
             raise locate_json_error(path, fields, problem) from None
 
 
@@ -73,12 +90,7 @@ def locate_json_error(
         for number, text in iter_lines(path):
             if not text.strip():
                 continue
-            try:
-                row = json.loads(text)
-            except json.JSONDecodeError as error:
-                return DataFormatError(path, number, None, f"not valid JSON: {error.msg}")
-            if not isinstance(row, dict):
-                return DataFormatError(path, number, None, "expected a JSON object")
+            row = parse_object(path, number, text, loose=False)
             for name, kind in fields.items():
                 reason = _check_json_value(row.get(name), kind)
                 if reason is not None:
@@ -91,7 +103,7 @@ def locate_json_error(
 def _check_json_value(value: Any, kind: Kind) -> str | None:
     if value is None:
         return None if kind is Kind.TEXT else "missing value"
-    if kind is Kind.NUMBER:
+    if kind in NUMERIC_KINDS:
         if isinstance(value, bool) or not isinstance(value, int | float):
             return f"expected a number, found {json.dumps(value)[:40]}"
         return check_value(str(value), kind)

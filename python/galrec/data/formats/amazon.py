@@ -70,7 +70,7 @@ def load_amazon(
         layout.user: Kind.ID,
         layout.item: Kind.ID,
         layout.rating: Kind.NUMBER,
-        layout.time: Kind.NUMBER,
+        layout.time: Kind.TIME,
     }
     builder = InteractionBuilder()
     for block in read_json_columns(reviews, fields, progress):

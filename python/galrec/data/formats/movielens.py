@@ -21,7 +21,7 @@ RATING_FIELDS = {
     "user_id": Kind.ID,
     "item_id": Kind.ID,
     "rating": Kind.NUMBER,
-    "timestamp": Kind.NUMBER,
+    "timestamp": Kind.TIME,
 }
 NO_GENRES = "(no genres listed)"
 
@@ -29,13 +29,14 @@ NO_GENRES = "(no genres listed)"
 def load_movielens(path: Path, progress: ProgressFn | None = None) -> RawDataset:
     """Load any MovieLens release from its directory (or a file inside it)."""
     directory = Path(path)
-    if directory.is_file():
+    if directory.exists() and not directory.is_dir():
         directory = directory.parent
-    if (directory / "u.data").is_file():
+    # exists(), not is_file(): a FIFO or directory in the place of a file is refused when read
+    if (directory / "u.data").exists():
         return _load_100k(directory, progress)
-    if (directory / "ratings.dat").is_file():
+    if (directory / "ratings.dat").exists():
         return _load_dat(directory, progress)
-    if (directory / "ratings.csv").is_file():
+    if (directory / "ratings.csv").exists():
         return _load_csv(directory, progress)
     raise DataFormatError(
         path, None, None, "not a MovieLens directory: no u.data, ratings.dat or ratings.csv"
@@ -56,7 +57,7 @@ def _load_100k(directory: Path, progress: ProgressFn | None) -> RawDataset:
     movies = directory / "u.item"
     items: dict[str, ItemRecord] = {}
     sources = [ratings]
-    if movies.is_file():
+    if movies.exists():
         sources.append(movies)
         columns = ("item_id", "title", "release", "video_release", "url", *ML100K_GENRES)
         item_dialect = Dialect(
@@ -85,7 +86,7 @@ def _load_dat(directory: Path, progress: ProgressFn | None) -> RawDataset:
     movies = directory / "movies.dat"
     items: dict[str, ItemRecord] = {}
     sources = [ratings]
-    if movies.is_file():
+    if movies.exists():
         sources.append(movies)
         items = collect_item_records(
             _dat_movie_rows(movies),
@@ -130,7 +131,7 @@ def _load_csv(directory: Path, progress: ProgressFn | None) -> RawDataset:
     movies = directory / "movies.csv"
     items: dict[str, ItemRecord] = {}
     sources = [ratings]
-    if movies.is_file():
+    if movies.exists():
         sources.append(movies)
         dialect = Dialect(("item_id", "title", "genres"), delimiter=",", quoted=True)
         blocks = read_delimited(

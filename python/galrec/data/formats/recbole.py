@@ -6,7 +6,7 @@ from pathlib import Path
 
 from galrec.data.errors import DataFormatError
 from galrec.data.formats._delimited import Dialect, Kind, read_delimited, read_header
-from galrec.data.formats._io import ProgressFn
+from galrec.data.formats._io import ProgressFn, require_file
 from galrec.data.formats._records import collect_item_records
 from galrec.data.raw import InteractionBuilder, RawDataset
 
@@ -36,9 +36,7 @@ def find_inter_file(path: Path) -> Path:
         return found[0]
     if path.suffix != ".inter":
         raise DataFormatError(path, None, None, "a RecBole interaction file must end in .inter")
-    if not path.is_file():
-        raise DataFormatError(path, None, None, "file not found")
-    return path
+    return require_file(path)
 
 
 def atomic_header(path: Path) -> tuple[str, ...]:
@@ -71,7 +69,7 @@ def load_recbole(path: Path, progress: ProgressFn | None = None) -> RawDataset:
     if rating:
         fields[rating] = Kind.NUMBER
     if time:
-        fields[time] = Kind.NUMBER
+        fields[time] = Kind.TIME
     dialect = Dialect(column_names=columns, delimiter="\t", quoted=False)
     builder = InteractionBuilder()
     for block in read_delimited(inter, dialect, fields, progress):
@@ -84,7 +82,7 @@ def load_recbole(path: Path, progress: ProgressFn | None = None) -> RawDataset:
     sources = [inter]
     items = {}
     item_file = stem.with_suffix(".item")
-    if item_file.is_file():
+    if item_file.exists():  # a FIFO or directory here is refused when read, not skipped
         sources.append(item_file)
         item_columns = atomic_header(item_file)
         item_id = _first_present(item_columns, ITEM_COLUMNS) or ITEM_COLUMNS[0]
@@ -103,7 +101,7 @@ def load_recbole(path: Path, progress: ProgressFn | None = None) -> RawDataset:
         items = collect_item_records(blocks, item_id, text_columns, builder.items.id_set())
     user_texts = None
     user_file = stem.with_suffix(".user")
-    if user_file.is_file():
+    if user_file.exists():
         sources.append(user_file)
         user_texts = _user_texts(user_file, builder, progress)
     return builder.build(

@@ -5,15 +5,24 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from galrec.data.errors import DataFormatError
-from galrec.data.formats._delimited import Dialect, Kind, read_delimited, read_header
-from galrec.data.formats._io import ProgressFn, require_file
+from galrec.data.formats._delimited import (
+    NUMERIC_KINDS,
+    BadValue,
+    Dialect,
+    Kind,
+    convert_column,
+    read_delimited,
+    read_header,
+)
+from galrec.data.formats._io import READ_ERRORS, ProgressFn, read_error, require_file
 from galrec.data.formats._records import TEXT_FIELDS, collect_item_records
 from galrec.data.raw import InteractionBuilder, RawDataset
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 TAB_SUFFIXES = (".tsv", ".tab")
@@ -71,13 +80,13 @@ def read_table(
 def _read_parquet(
     path: Path, fields: Mapping[str, Kind], progress: ProgressFn | None
 ) -> Iterator[dict[str, Any]]:
+    """Blocks of a Parquet file, validated by the same rules as text files (rows are named)."""
     import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     try:
         table = pq.ParquetFile(path)
-    except (pa.ArrowInvalid, OSError) as error:
+    except (pa.ArrowException, *READ_ERRORS) as error:
         raise DataFormatError(path, None, None, f"not a readable Parquet file: {error}") from None
     names = table.schema_arrow.names
     for name in fields:
@@ -87,30 +96,44 @@ def _read_parquet(
             )
     first_row = 0
     groups_done = 0
-    for batch in table.iter_batches(batch_size=1 << 16, columns=list(fields)):
-        block = {}
-        for name, kind in fields.items():
-            column = batch.column(name)
-            if kind is not Kind.TEXT and column.null_count:
-                row = first_row + int(np.flatnonzero(column.is_null().to_numpy(False))[0]) + 1
-                raise DataFormatError(path, row, name, "missing value", unit="row")
-            if kind is Kind.NUMBER:
-                if pa.types.is_timestamp(column.type) or pa.types.is_date(column.type):
-                    column = pc.cast(pc.cast(column, pa.timestamp("s")), pa.int64())
-                try:
-                    block[name] = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-                    raise DataFormatError(
-                        path, None, name, f"not numeric ({column.type}): {error}"
-                    ) from None
-            else:
-                block[name] = pc.cast(column, pa.string())
-        yield block
-        first_row += batch.num_rows
-        if progress is not None and table.metadata.num_row_groups:
-            done = round(path.stat().st_size * first_row / max(table.metadata.num_rows, 1))
-            progress(done - groups_done)
-            groups_done = done
+    try:
+        for batch in table.iter_batches(batch_size=1 << 16, columns=list(fields)):
+            yield {
+                name: _parquet_column(path, name, batch.column(name), kind, first_row)
+                for name, kind in fields.items()
+            }
+            first_row += batch.num_rows
+            if progress is not None and table.metadata.num_row_groups:
+                done = round(path.stat().st_size * first_row / max(table.metadata.num_rows, 1))
+                progress(done - groups_done)
+                groups_done = done
+    except (pa.ArrowException, *READ_ERRORS) as error:  # corrupt pages, failed reads
+        raise read_error(path, error) from None
+
+
+def _parquet_column(path: Path, name: str, column: pa.Array, kind: Kind, first_row: int) -> Any:
+    """``column`` cast to strings (ids, texts) or float seconds (numbers, times), then validated
+    by :func:`convert_column`; a column of the wrong type or a bad value is named."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    numeric = kind in NUMERIC_KINDS
+    try:
+        if numeric and (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)):
+            column = pc.cast(column, pa.timestamp("s"), safe=False).cast(pa.int64())
+        # unsafe: integers beyond 2**53 round, and then fail the range rule on their row
+        cast = (
+            pc.cast(column, pa.float64(), safe=False) if numeric else pc.cast(column, pa.string())
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
+        wanted = {Kind.ID: "ids (strings or integers)", Kind.TEXT: "text"}.get(kind, "numbers")
+        raise DataFormatError(
+            path, None, name, f"column type {column.type} cannot be read as {wanted}: {error}"
+        ) from None
+    try:
+        return convert_column(cast, kind)
+    except BadValue as bad:
+        raise DataFormatError(path, first_row + bad.row + 1, name, bad.reason, unit="row") from None
 
 
 def load_table(
@@ -126,7 +149,7 @@ def load_table(
     columns = columns or TableColumns()
     fields = {columns.user: Kind.ID, columns.item: Kind.ID}
     if columns.timestamp:
-        fields[columns.timestamp] = Kind.NUMBER
+        fields[columns.timestamp] = Kind.TIME
     if columns.rating:
         fields[columns.rating] = Kind.NUMBER
     builder = InteractionBuilder()

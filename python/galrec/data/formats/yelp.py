@@ -11,7 +11,7 @@ import numpy as np
 from galrec.data.errors import DataFormatError
 from galrec.data.formats._delimited import Kind
 from galrec.data.formats._io import ProgressFn, iter_lines
-from galrec.data.formats._jsonl import iter_wanted_objects, read_json_columns
+from galrec.data.formats._jsonl import iter_wanted_objects, parse_object, read_json_columns
 from galrec.data.raw import InteractionBuilder, ItemRecord, RawDataset
 
 REVIEW_FIELDS = {"user_id": Kind.ID, "business_id": Kind.ID, "stars": Kind.NUMBER, "date": Kind.ID}
@@ -23,7 +23,7 @@ BUSINESS_NAMES = ("yelp_academic_dataset_business.json", "business.json")
 def _find(directory: Path, names: tuple[str, ...]) -> Path | None:
     for name in names:
         for candidate in (directory / name, directory / f"{name}.gz"):
-            if candidate.is_file():
+            if candidate.exists():  # a FIFO or directory here is refused when read
                 return candidate
     return None
 
@@ -75,12 +75,10 @@ def _seconds(path: Path, dates: object) -> np.ndarray:
 
 
 def _bad_date(path: Path) -> DataFormatError:
-    import json
-
     for number, text in iter_lines(path):
         if not text.strip():
             continue
-        value = json.loads(text).get("date", "")
+        value = parse_object(path, number, text, loose=False).get("date", "")
         try:
             datetime.strptime(value, DATE_FORMAT).replace(tzinfo=timezone.utc)
         except (TypeError, ValueError):
