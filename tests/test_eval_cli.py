@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from click.testing import CliRunner
@@ -89,6 +90,19 @@ def test_bad_arguments_are_one_line_errors(compared, tmp_path) -> None:
     assert bad.exit_code == 1 and "run.json" in bad.output
     bad = runner.invoke(main, ["evaluate", str(root / "out" / "runs" / "mf" / "seed0"), "--k", "x"])
     assert bad.exit_code == 2 and "--k" in bad.output
+
+
+def test_candidates_that_cannot_be_read_are_one_line_errors(compared, tmp_path) -> None:
+    """A FIFO would block np.load forever; a pickled or damaged file raised a traceback."""
+    root, _ = compared
+    run = str(root / "out" / "runs" / "mf" / "seed0")
+    fifo, damaged = tmp_path / "fifo.npy", tmp_path / "damaged.npy"
+    os.mkfifo(fifo)
+    damaged.write_bytes(b"not an array")
+    for path, reason in ((fifo, "not a regular file"), (damaged, "cannot read candidates")):
+        bad = CliRunner().invoke(main, ["evaluate", run, "--candidates", str(path)])
+        assert bad.exit_code == 1 and f"{path}" in bad.output and reason in bad.output
+        assert bad.exception is None or isinstance(bad.exception, SystemExit)
 
 
 def test_compare_resumes_unless_fresh(compared) -> None:

@@ -97,13 +97,12 @@ def evaluate_command(
     Example:
       galrec evaluate runs/compare/ml-100k/runs/lightgcn/seed0 --split test --k 5,10,20
     """
-    import numpy as np
 
     from galrec.evaluate import evaluate
 
     cutoffs = _ks(ks)
     scorer, data, _ = _open(run, dataset)
-    candidate_lists = None if candidates is None else np.load(candidates, allow_pickle=False)
+    candidate_lists = None if candidates is None else _load_candidates(Path(candidates))
     try:
         result = evaluate(
             scorer,
@@ -331,3 +330,18 @@ def diagnose_command(
 
 
 COMMANDS = (evaluate_command, compare_command, diagnose_command)
+
+
+def _load_candidates(path: Path) -> Any:
+    """The ``--candidates`` array; a FIFO, a damaged or pickled file is a one-line error."""
+    import numpy as np
+
+    from galrec.data.errors import DataError
+    from galrec.data.formats._io import require_file
+
+    try:
+        return np.load(require_file(path), allow_pickle=False)
+    except DataError as error:
+        raise click.ClickException(str(error)) from None
+    except (ValueError, OSError, EOFError) as error:
+        raise click.ClickException(f"{path}: cannot read candidates: {error}") from None
