@@ -90,6 +90,38 @@ def test_lightgcn_beats_popularity_and_exposes_embeddings(graph, popularity_ndcg
     np.testing.assert_allclose(user_emb, fit.user_emb.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_lightgcn_epochs_hold_a_bounded_number_of_propagations(graph, monkeypatch) -> None:
+    """Past ``batch_size * max_propagations`` edges the batch grows, so an epoch is O(edges);
+    below it, training is exactly the fixed-batch training (same tables)."""
+    from galrec.baselines.lightgcn import LightGCN, epoch_batch_size
+
+    assert epoch_batch_size(97_401, LightGCNConfig(batch_size=4096)) == 4096  # ml-100k: as before
+    assert epoch_batch_size(10**6, LightGCNConfig(batch_size=4096)) == 31_250
+    assert epoch_batch_size(10**6, LightGCNConfig(batch_size=4096, max_propagations=0)) == 4096
+
+    edges = len(graph.train.users)
+    forwards = []
+    original = LightGCN.forward
+    monkeypatch.setattr(LightGCN, "forward", lambda self: forwards.append(1) or original(self))
+
+    def fit(**options):
+        forwards.clear()
+        config = LightGCNConfig(dim=8, epochs=2, lr=1e-2, eval_every=100, **options)
+        result = fit_lightgcn(
+            graph.train.users, graph.train.items, graph.num_users, graph.num_items, config
+        )
+        return result, len(forwards)
+
+    bounded, count = fit(batch_size=8, max_propagations=4)
+    assert count == 2 * 4 + 1  # two epochs of four batches, then the final tables
+    unbounded, count = fit(batch_size=8, max_propagations=0)
+    assert count == 2 * -(-edges // 8) + 1
+    assert not torch.equal(bounded.user_emb, unbounded.user_emb)
+    below_bound, _ = fit(batch_size=edges // 3, max_propagations=4)  # 3 batches: bound unused
+    fixed, _ = fit(batch_size=edges // 3, max_propagations=0)
+    assert torch.equal(below_bound.user_emb, fixed.user_emb)
+
+
 def test_normalized_adjacency_is_symmetric_and_normalised() -> None:
     users = np.array([0, 0, 1, 1, 1])
     items = np.array([0, 1, 1, 1, 2])  # (1, 1) twice: merged

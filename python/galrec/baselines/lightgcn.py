@@ -6,8 +6,9 @@ Besides being a baseline, its final embeddings are GAL-Rec's collaborative featu
 
 from __future__ import annotations
 
+import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -18,9 +19,25 @@ from galrec.baselines.bpr import BaselineFit, BPRConfig, EmbeddingNet, fit_bpr
 
 @dataclass
 class LightGCNConfig(BPRConfig):
-    """BPR hyperparameters plus the number of propagation layers."""
+    """BPR hyperparameters plus the number of propagation layers.
+
+    Every mini-batch propagates over the whole graph (O(edges)), so with a fixed batch an epoch
+    costs O(edges^2 / batch). ``max_propagations`` bounds the batches per epoch: past
+    ``batch_size * max_propagations`` training edges the batch grows with the graph, and an
+    epoch stays O(edges). Graphs below that size (ml-100k: 24 batches of 4,096) train exactly as
+    with the fixed batch. 0 keeps the batch fixed.
+    """
 
     num_layers: int = 3
+    max_propagations: int = 32
+
+
+def epoch_batch_size(num_edges: int, config: LightGCNConfig) -> int:
+    """The batch size of one epoch over ``num_edges``: ``batch_size``, or larger so that an
+    epoch holds at most ``max_propagations`` batches."""
+    if config.max_propagations <= 0:
+        return config.batch_size
+    return max(config.batch_size, math.ceil(num_edges / config.max_propagations))
 
 
 def normalized_adjacency(
@@ -102,7 +119,8 @@ def fit_lightgcn(
     config = config or LightGCNConfig()
     adjacency = normalized_adjacency(train_users, train_items, num_users, num_items)
     model = LightGCN(adjacency, num_users, num_items, config.dim, config.num_layers, config.seed)
-    return fit_bpr(model, train_users, train_items, config, valid, progress)
+    batched = replace(config, batch_size=epoch_batch_size(len(train_users), config))
+    return fit_bpr(model, train_users, train_items, batched, valid, progress)
 
 
 def train_lightgcn(

@@ -1,0 +1,68 @@
+"""LightGCN's cost per epoch as the graph grows: the fixed batch against the bounded one.
+
+Every mini-batch propagates over the whole graph, so a fixed batch of 4,096 edges makes an epoch
+O(edges^2 / 4096); ``LightGCNConfig.max_propagations`` (default 32) lets the batch grow with the
+graph so that an epoch is a bounded number of propagations, O(edges). Graphs: Zipf item
+popularity (``galrec.graph.generate_power_law``), 20 edges per user, at 50k, 250k and 1M edges
+(20x). Then the default LightGCN on the 1M-edge graph trained to early stop on a held-out edge
+per user: the wall time a user waits.
+
+    .venv/bin/python -m pytest benches/bench_lightgcn.py --benchmark-only -s
+
+torch runs on ``torch.get_num_threads()`` threads (printed); run it on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from galrec.baselines import LightGCNConfig, fit_lightgcn
+from galrec.graph import generate_power_law
+
+SIZES = {"50k": 50_000, "250k": 250_000, "1M": 1_000_000}
+#: One epoch of the fixed batch at 1M edges takes over a minute: a single round there.
+ROUNDS = {"50k": 3, "250k": 2, "1M": 1}
+
+
+def _edges(num_edges: int) -> tuple[np.ndarray, np.ndarray, int, int]:
+    num_users = num_edges // 20
+    num_items = max(num_users // 4, 100)
+    users, items = generate_power_law(num_users, num_items, num_edges, seed=0)
+    return users.astype(np.int64), items.astype(np.int64), num_users, num_items
+
+
+@pytest.mark.parametrize("size", list(SIZES))
+@pytest.mark.parametrize("batching", ["fixed", "bounded"])
+def test_lightgcn_epoch(benchmark, throughput, size: str, batching: str) -> None:
+    users, items, num_users, num_items = _edges(SIZES[size])
+    config = LightGCNConfig(
+        epochs=1, batch_size=4096, lr=1e-2, eval_every=1000,
+        max_propagations=0 if batching == "fixed" else 32,
+    )  # fmt: skip
+    benchmark.pedantic(
+        fit_lightgcn, args=(users, items, num_users, num_items, config), rounds=ROUNDS[size]
+    )
+    name = f"LightGCN epoch, {size} edges, {batching} batch ({torch.get_num_threads()} thr)"
+    throughput[name] = (benchmark.stats.stats.median, "s/epoch")
+
+
+def test_lightgcn_to_early_stop_at_1m_edges(benchmark, throughput) -> None:
+    """The compare defaults (lr 1e-2, batch 4,096 bounded to 32 propagations, validation every 5
+    epochs, patience 5) on 1M edges; validation: each user's last edge, held out."""
+    users, items, num_users, num_items = _edges(SIZES["1M"])
+    last = np.zeros(num_users, dtype=np.int64)
+    last[users] = np.arange(len(users))  # the last edge of each user in the shuffled order
+    held_out = np.zeros(len(users), dtype=bool)
+    held_out[last] = True
+    config = LightGCNConfig(batch_size=4096, lr=1e-2)
+    result = benchmark.pedantic(
+        fit_lightgcn,
+        args=(users[~held_out], items[~held_out], num_users, num_items, config),
+        kwargs={"valid": (users[held_out], items[held_out])},
+        rounds=1,
+    )
+    throughput[f"LightGCN 1M edges to early stop ({torch.get_num_threads()} thr)"] = (
+        result.seconds,
+        f"s ({len(result.history)} epochs, best {result.best_epoch})",
+    )
