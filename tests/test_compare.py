@@ -229,18 +229,19 @@ def test_finished_runs_are_reused_and_changed_settings_retrain(tmp_path) -> None
 
 
 def test_runs_are_not_reused_on_another_prepared_dataset(tmp_path) -> None:
-    """Same counts, other data (say another split seed): the manifest tells them apart."""
+    """Same counts, other data (say another split seed): the manifest tells them apart, and
+    a report directory holding the other data's runs is refused rather than mixed."""
     graph = community_graph(num_users=60, num_items=30, seed=3)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     messages: list[str] = []
 
-    def compare() -> None:
+    def compare(out: str) -> None:
         run_compare(
             graph,
             ["popularity"],
             seeds=[0],
-            out_dir=tmp_path / "out",
+            out_dir=tmp_path / out,
             dataset_dir=data_dir,
             dataset_name="community",
             device="cpu",
@@ -248,10 +249,12 @@ def test_runs_are_not_reused_on_another_prepared_dataset(tmp_path) -> None:
         )
 
     (data_dir / "manifest.json").write_text('{"split_seed": 0}')
-    compare()
-    compare()
+    compare("out")
+    compare("out")
     (data_dir / "manifest.json").write_text('{"split_seed": 1}')
-    compare()
+    with pytest.raises(ValueError, match="out: holds results of another dataset"):
+        compare("out")
+    compare("other")
     assert [m.split(" (")[0] for m in messages if not m.startswith("  ")] == [
         "training popularity",
         "reusing popularity",

@@ -216,7 +216,7 @@ def test_table_parquet_null_id_names_the_row(tmp_path: Path) -> None:
 def test_table_missing_column_names_it(tmp_path: Path) -> None:
     path = write(tmp_path / "t.csv", "user,item_id\nu,i\n")
     with pytest.raises(DataFormatError, match="line 1, field 'user_id': missing column"):
-        load_table(path)
+        load_table(path, TableColumns(user="user_id"))
 
 
 def test_table_quoted_newline_keeps_line_numbers_exact(tmp_path: Path) -> None:

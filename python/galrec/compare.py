@@ -269,6 +269,7 @@ def run_compare(
     dev = str(resolve_device(device))
     stats = _dataset_stats(dataset)
     manifest = _manifest_digest(dataset_dir)
+    _refuse_other_dataset(out_dir, manifest)
     runs: list[ModelRun] = []
     for spec in specs:
         config = (configs or {}).get(spec.name, default_config(spec.name))
@@ -365,6 +366,23 @@ def _manifest_digest(dataset_dir: Path | None) -> str | None:
     if dataset_dir is None or not (dataset_dir / MANIFEST).is_file():
         return None
     return hashlib.sha256((dataset_dir / MANIFEST).read_bytes()).hexdigest()
+
+
+def _refuse_other_dataset(out_dir: Path, manifest: str | None) -> None:
+    """Raise ``ValueError`` if a run finished in ``out_dir`` was trained on another prepared
+    dataset (another manifest): two datasets sharing a name must not mix in one report."""
+    if manifest is None:
+        return
+    for path in sorted(out_dir.glob(f"runs/*/*/{FINISHED_FILE}")):
+        try:
+            other = json.loads(path.read_text())["settings"]["dataset_manifest"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # unreadable records are never reused either
+        if other is not None and other != manifest:
+            raise ValueError(
+                f"{out_dir}: holds results of another dataset ({path.parent} was trained on a "
+                "different manifest); pass another --out or remove the directory"
+            )
 
 
 def _normalised(value: Any) -> Any:

@@ -16,6 +16,8 @@ import click
 FORMAT_CHOICES = ("recbole", "movielens", "amazon", "yelp", "table")
 TEXT_FIELD_CHOICES = ("title", "categories", "brand", "description")
 PROGRESS_MIN_BYTES = 16 << 20
+TAB_NAMES = {"\\t": "\t", "tab": "\t"}
+"""Spellings of a tab ``--delimiter`` that survive a shell without $'\\t'."""
 
 
 @contextmanager
@@ -119,16 +121,64 @@ def data() -> None:
     help=f"Comma-separated item text fields from: {', '.join(TEXT_FIELD_CHOICES)}.",
 )
 @click.option("--max-text-chars", type=int, default=256, show_default=True)
-@click.option("--user-col", default="user_id", show_default=True, help="table: user column.")
-@click.option("--item-col", default="item_id", show_default=True, help="table: item column.")
-@click.option("--time-col", default=None, help="table: timestamp column (default: row order).")
-@click.option("--rating-col", default=None, help="table: rating column.")
+@click.option(
+    "--name",
+    default=None,
+    help="Dataset name in the manifest; compare reports go to runs/compare/NAME "
+    "(default: the name of OUTPUT).",
+)
+@click.option(
+    "--user-col",
+    default=None,
+    help="table: user column (default: found by name: user_id, userId, user, uid, ...).",
+)
+@click.option(
+    "--item-col",
+    default=None,
+    help="table: item column (default: found by name: item_id, itemId, movieId, product_id, "
+    "asin, ...).",
+)
+@click.option(
+    "--time-col",
+    default=None,
+    help="table: time column, unix time or ISO-8601 dates (naive: UTC). Default: a column "
+    "named timestamp, time, ts, datetime, date, unix_time, ...; 'none': split in row order.",
+)
+@click.option(
+    "--rating-col",
+    default=None,
+    help="table: rating column (default: one named rating, score, stars, overall; 'none': none).",
+)
+@click.option(
+    "--no-header",
+    is_flag=True,
+    help="table: the interaction file has no header line; its fields are user,item"
+    "[,rating][,timestamp] by position (u.data), or as named by --columns.",
+)
+@click.option(
+    "--columns",
+    "column_names",
+    default=None,
+    help="table: comma-separated names of the fields of a file without a header "
+    "(implies --no-header), e.g. user,item,rating,timestamp.",
+)
 @click.option("--item-id-col", default=None, help="table: item id column of the item file.")
 @click.option("--title-col", default="title", show_default=True, help="table: title column.")
 @click.option("--categories-col", default=None, help="table: categories column.")
+@click.option(
+    "--category-sep",
+    default=None,
+    help="table: separator of the categories in one value, e.g. '|' for Action|Comedy "
+    "(default: one category); the item text joins them with ', '.",
+)
 @click.option("--brand-col", default=None, help="table: brand column.")
 @click.option("--description-col", default=None, help="table: description column.")
-@click.option("--delimiter", default=None, help="table: field delimiter (default: by suffix).")
+@click.option(
+    "--delimiter",
+    default=None,
+    help="table: field delimiter, '\\t' or 'tab' for a tab (default: tab for .tsv/.tab, comma "
+    "for .csv, else a tab if the first line has one).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def prepare(
     source_format: str,
@@ -146,13 +196,17 @@ def prepare(
     seed: int,
     text_fields: str,
     max_text_chars: int,
-    user_col: str,
-    item_col: str,
+    name: str | None,
+    user_col: str | None,
+    item_col: str | None,
     time_col: str | None,
     rating_col: str | None,
+    no_header: bool,
+    column_names: str | None,
     item_id_col: str | None,
     title_col: str,
     categories_col: str | None,
+    category_sep: str | None,
     brand_col: str | None,
     description_col: str | None,
     delimiter: str | None,
@@ -179,6 +233,7 @@ def prepare(
 
     _refuse_existing(output, overwrite)
     with _reported_errors():
+        name = dataset_name(name, output)
         options = PrepareOptions(
             min_rating=min_rating,
             duplicates=duplicates,  # type: ignore[arg-type]
@@ -194,16 +249,57 @@ def prepare(
             raw = load_source(
                 source_format,
                 inputs,
-                table_columns=TableColumns(user_col, item_col, time_col, rating_col),
-                item_columns=ItemColumns(
-                    item_id_col, title_col, categories_col, brand_col, description_col
+                table_columns=TableColumns(
+                    user=user_col,
+                    item=item_col,
+                    timestamp=time_col,
+                    rating=rating_col,
+                    header=not (no_header or column_names),
+                    names=_split_names(column_names),
                 ),
-                delimiter=delimiter,
+                item_columns=ItemColumns(
+                    item=item_id_col,
+                    title=title_col,
+                    categories=categories_col,
+                    brand=brand_col,
+                    description=description_col,
+                    category_sep=category_sep,
+                ),
+                delimiter=TAB_NAMES.get(delimiter or "", delimiter),
                 progress=progress,
             )
+        raw.name = name
         dataset = prepare(raw, options)
         dataset.save(output, overwrite=overwrite)
+    _echo_choices(dataset.info, split_method)
     _echo_saved(dataset, output)
+
+
+def _split_names(text: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",")) if text else ()
+
+
+def dataset_name(name: str | None, output: Path) -> str:
+    """``name``, or the output directory's name: one path component, since compare writes its
+    report to ``runs/compare/NAME``."""
+    chosen = output.resolve().name if name is None else name
+    if chosen in ("", ".", "..") or "/" in chosen or "\\" in chosen:
+        raise ValueError(f"--name must be one path component, got {chosen!r}")
+    return chosen
+
+
+def _echo_choices(info: dict[str, Any], split_method: str) -> None:
+    """Say which columns a table was read from and, when it has no time, that the split
+    follows the row order."""
+    columns = info.get("columns")
+    if columns:
+        click.echo("columns: " + ", ".join(f"{role} = {name}" for role, name in columns.items()))
+    if info["split_order"] == "row order":
+        hint = "; --time-col names a time column" if columns else ""
+        click.echo(
+            f"no time column: the {split_method} split and --duplicates follow the row order of "
+            f"the file{hint}"
+        )
 
 
 @data.command()
@@ -373,6 +469,7 @@ def _info_lines(summary: dict[str, Any], gap: Any, info: dict[str, Any]) -> list
 
     splits = summary["splits"]
     report = summary["report"]
+    order = " (row order: no time column)" if info.get("split_order") == "row order" else ""
     lines = [
         ("dataset", summary["name"]),
         ("users", f"{summary['users']:,}"),
@@ -384,7 +481,7 @@ def _info_lines(summary: dict[str, Any], gap: Any, info: dict[str, Any]) -> list
         (
             "splits",
             f"{summary['split_method']}: train {splits['train']:,} / valid {splits['valid']:,}"
-            f" / test {splits['test']:,}",
+            f" / test {splits['test']:,}{order}",
         ),
     ]
     if summary["items_with_text"] is not None:

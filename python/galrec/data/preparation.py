@@ -15,7 +15,7 @@ import numpy as np
 from galrec.data.errors import EmptyDatasetError
 from galrec.data.prepared import Interactions, PreparedDataset, sha256_of
 from galrec.data.raw import RawDataset
-from galrec.data.splits import TEST, TRAIN, VALID, SplitOptions, split_labels
+from galrec.data.splits import TEST, TRAIN, VALID, SplitMethod, SplitOptions, split_labels
 from galrec.data.text import TextOptions, build_item_texts
 
 
@@ -109,10 +109,24 @@ def k_core(
         keep = updated
 
 
+def split_order(has_timestamps: bool, method: SplitMethod) -> str:
+    """What orders the split, for the manifest: "time", "row order" (no time column: the
+    file's order stands in for time) or "random" (the ratio split ignores time)."""
+    if method is SplitMethod.RATIO:
+        return "random"
+    return "time" if has_timestamps else "row order"
+
+
 def prepare(raw: RawDataset, options: PrepareOptions | None = None) -> PreparedDataset:
     """Filter, remap, split and attach texts; raises :class:`EmptyDatasetError` if nothing is
     left. ``info`` records the options, sources (with checksums) and a report of each step."""
     options = options or PrepareOptions()
+    if options.split.method is SplitMethod.TEMPORAL and not raw.has_timestamps:
+        raise ValueError(
+            f"{', '.join(str(path) for path in raw.sources) or raw.name}: the temporal split "
+            "needs timestamps and the data has none (no time column); name one with --time-col "
+            "or choose --split loo or ratio"
+        )
     report: dict[str, Any] = {
         "read": raw.num_interactions,
         "users_read": len(raw.user_ids),
@@ -175,6 +189,8 @@ def prepare(raw: RawDataset, options: PrepareOptions | None = None) -> PreparedD
                 for path in raw.sources
             ],
             "has_timestamps": raw.has_timestamps,
+            "split_order": split_order(raw.has_timestamps, options.split.method),
+            **({"columns": raw.columns} if raw.columns else {}),
             "report": report,
         },
     )

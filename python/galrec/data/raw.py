@@ -73,7 +73,9 @@ class RawDataset:
     """Interactions as codes into ``user_ids``/``item_ids``, before filtering and splitting.
 
     ``timestamps`` are int64 (unix seconds, or positions where the source has no clock);
-    ``has_timestamps`` is False when they are only the row order of the file.
+    ``has_timestamps`` is False when they are only the row order of the file. ``columns``
+    names the source column of each role (user, item, timestamp, rating) where the loader
+    chose among a table's columns, so the choice can be reported.
     """
 
     name: str
@@ -87,6 +89,7 @@ class RawDataset:
     sources: list[Path]
     has_timestamps: bool = True
     user_texts: dict[str, str] | None = None
+    columns: dict[str, str] = field(default_factory=dict)
 
     @property
     def num_interactions(self) -> int:
@@ -129,6 +132,7 @@ class InteractionBuilder:
         *,
         has_timestamps: bool = True,
         user_texts: dict[str, str] | None = None,
+        columns: dict[str, str] | None = None,
     ) -> RawDataset:
         """The collected interactions; ratings are kept only if every block had them."""
 
@@ -154,4 +158,5 @@ class InteractionBuilder:
             sources=sources,
             has_timestamps=has_timestamps,
             user_texts=user_texts,
+            columns=dict(columns or {}),
         )

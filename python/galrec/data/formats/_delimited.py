@@ -11,6 +11,7 @@ import csv
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,7 @@ class Kind(Enum):
 
     ID = "id"  # non-empty string without NUL bytes -> pyarrow string array
     NUMBER = "number"  # finite float -> numpy float64
-    TIME = "time"  # float with |t| < TIME_LIMIT -> numpy float64
+    TIME = "time"  # number with |t| < TIME_LIMIT, or ISO-8601 date -> numpy float64 seconds
     TEXT = "text"  # any string -> pyarrow string array
 
 
@@ -145,13 +146,12 @@ def convert_column(column: pa.Array, kind: Kind) -> Any:
 
     The rules are those of :func:`check_value`, applied to whole columns at once.
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     if kind is not Kind.TEXT and column.null_count:
         raise BadValue(_first_true(column.is_null()), "missing value")
     if kind in NUMERIC_KINDS:
-        values = pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        values = _numbers(column, kind)
         good = np.isfinite(values)
         if kind is Kind.TIME:
             good &= np.abs(values) < TIME_LIMIT
@@ -172,6 +172,74 @@ def convert_column(column: pa.Array, kind: Kind) -> Any:
     return column
 
 
+def _numbers(column: pa.Array, kind: Kind) -> np.ndarray:
+    """``column`` as float64; a time column of text may hold ISO-8601 dates instead."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    target = _time_type(column[0].as_py()) if kind is Kind.TIME and text and len(column) else None
+    try:
+        values = pc.cast(column, target or pa.float64())
+    except pa.ArrowInvalid:
+        if kind is not Kind.TIME:
+            raise
+        return _times_one_by_one(column)
+    if target is None or pa.types.is_floating(target):
+        return values.to_numpy(zero_copy_only=False)
+    return pc.cast(values, pa.int64()).to_numpy(zero_copy_only=False) / 1e6
+
+
+def _time_type(first: str) -> pa.DataType:
+    """What a text time column is cast to, judged by its first value: float64 for a number,
+    else microsecond timestamps, zoned if that date has a zone (pyarrow parses naive dates only
+    as naive and zoned ones only as zoned). A failed cast costs seconds per million rows, so
+    the column is not tried against each type in turn."""
+    import pyarrow as pa
+
+    try:
+        float(first)
+        return pa.float64()
+    except ValueError:
+        pass
+    try:
+        zoned = datetime.fromisoformat(first).tzinfo is not None
+    except ValueError:
+        zoned = False  # the cast fails, and the exact rule names the value
+    return pa.timestamp("us", tz="UTC" if zoned else None)
+
+
+def _times_one_by_one(column: pa.Array) -> np.ndarray:
+    """The exact rule, row by row, for a column mixing zones, or numbers and dates, or holding
+    a value that is neither: :class:`BadValue` names the first such row."""
+    values = np.empty(len(column), dtype=np.float64)
+    for row, text in enumerate(column.to_pylist()):
+        seconds = time_value(text)
+        if seconds is None:
+            raise BadValue(row, _not_a_time(text))
+        values[row] = seconds
+    return values
+
+
+def time_value(text: str) -> float | None:
+    """Seconds since 1970 of a number or an ISO-8601 date (naive dates are UTC), else None."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def _not_a_time(text: str) -> str:
+    return f"not a number: {text[:40]!r} (nor an ISO-8601 date like 2021-03-04T05:06:07Z)"
+
+
 def _first_true(mask: pa.BooleanArray) -> int:
     return int(np.flatnonzero(mask.to_numpy(zero_copy_only=False))[0])
 
@@ -180,7 +248,10 @@ def check_value(value: str, kind: Kind) -> str | None:
     """Why ``value`` is not a valid ``kind`` (``None`` if it is): the scan's rule set."""
     if kind is Kind.ID:
         return id_problem(value)
-    if kind in NUMERIC_KINDS:
+    if kind is Kind.TIME:
+        seconds = time_value(value)
+        return _not_a_time(value) if seconds is None else number_problem(seconds, kind, value)
+    if kind is Kind.NUMBER:
         try:
             number = float(value)
         except ValueError:
