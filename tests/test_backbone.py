@@ -27,6 +27,42 @@ def test_default_targets_and_pooling(tmp_path, name, pooling, targets):
     assert trainable and all("lora_" in n for n in trainable)
 
 
+def test_unlisted_architectures_adapt_every_linear_layer(tmp_path):
+    """MPNet is in neither galrec's table nor peft's: peft raised "Please specify
+    target_modules"; Gemma-2 is in peft's table with q/v only. Both now adapt all linear."""
+    from galrec.backbone import LoadedBackbone
+    from transformers import Gemma2Config, Gemma2Model, MPNetConfig, MPNetModel
+
+    small = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+             "intermediate_size": 32, "vocab_size": 50}  # fmt: skip
+    bases = {
+        "mpnet": MPNetModel(MPNetConfig(**small)),
+        "gemma2": Gemma2Model(Gemma2Config(**small, num_key_value_heads=1, head_dim=8)),
+    }
+    for name, base in bases.items():
+        linear = {
+            n.split(".")[-1] for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)
+        }
+        cfg = ModelConfig(backbone=name, lora_rank=2)
+        backbone = Backbone(LoadedBackbone(base, tmp_path / "t.json", "mean", name), cfg)
+        adapted = {n.split(".")[-4] for n, _ in backbone.named_parameters() if "lora_A" in n}
+        assert adapted == linear and len(adapted) >= 5, (name, adapted)
+
+
+@pytest.mark.parametrize("targets", ["all-linear", ["query", "value"]])
+def test_lora_targets_from_an_override(tmp_path, targets):
+    from galrec.config import load_config
+
+    text = targets if isinstance(targets, str) else f"[{', '.join(targets)}]"
+    cfg = load_config(None, [f"model.lora_target_modules={text}", "model.backbone=tiny-bert"])
+    assert cfg.model.lora_target_modules == targets
+    backbone = Backbone(load_backbone(cfg.model, TITLES, tmp_path), cfg.model)
+    adapted = {n.split(".")[-4] for n, _ in backbone.named_parameters() if "lora_A" in n}
+    assert adapted == (
+        {"query", "key", "value", "dense"} if isinstance(targets, str) else set(targets)
+    )
+
+
 def test_pooling_reads_the_right_positions(tmp_path):
     cfg = ModelConfig(backbone="tiny-llama", lora_rank=2)
     backbone = Backbone(load_backbone(cfg, TITLES, tmp_path), cfg)

@@ -26,7 +26,8 @@ from torch import nn
 
 from galrec.config import ModelConfig
 
-#: LoRA targets per architecture: attention and MLP projections (docs/method.md).
+#: LoRA targets per architecture: attention and MLP projections (docs/method.md); any other
+#: architecture gets peft's ``all-linear`` (every linear layer but the output head).
 DEFAULT_LORA_TARGETS: dict[str, list[str]] = {
     "bert": ["query", "key", "value", "dense"],
     "roberta": ["query", "key", "value", "dense"],
@@ -197,7 +198,8 @@ class Backbone(nn.Module):
                 gradient_checkpointing_kwargs={"use_reentrant": False}
             )
         model_type = getattr(base.config, "model_type", "")
-        targets = cfg.lora_target_modules or DEFAULT_LORA_TARGETS.get(model_type)
+        # peft's own defaults cover few architectures and adapt only q/v where they do.
+        targets = cfg.lora_target_modules or DEFAULT_LORA_TARGETS.get(model_type, "all-linear")
         lora = LoraConfig(
             r=cfg.lora_rank,
             lora_alpha=cfg.lora_alpha,

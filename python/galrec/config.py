@@ -59,8 +59,10 @@ class ModelConfig:
     lora_rank: int = 8
     lora_alpha: int = 16
     lora_dropout: float = 0.0
-    lora_target_modules: list[str] | None = None
-    """None picks the per-architecture default (attention and MLP projections)."""
+    lora_target_modules: list[str] | str | None = None
+    """Module names to adapt, or one string for peft: ``all-linear`` (every linear layer but
+    the output head) or a regular expression. None picks galrec's per-architecture table
+    (attention and MLP projections), and ``all-linear`` for architectures it does not list."""
     gradient_checkpointing: bool = False
     id_tokens: bool = True
     """Write ``<user_u>``/``<item_i>`` tokens into prompts with external embeddings."""
@@ -196,7 +198,13 @@ def _coerce(key: str, value: Any, annotation: Any, choices: tuple[str, ...] | No
         if value is None and type(None) in args:
             return None
         inner = [a for a in args if a is not type(None)]
-        return _coerce(key, value, inner[0], choices)
+        problems = []
+        for option in inner:  # the first type that takes the value
+            try:
+                return _coerce(key, value, option, choices)
+            except ConfigError as problem:
+                problems.append(str(problem).removeprefix(f"{key}: "))
+        raise ConfigError(f"{key}: {' or '.join(problems)}")
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key}: expected true or false, got {value!r}")
