@@ -1,17 +1,24 @@
-"""Checkpoints: safetensors + JSON round trips, atomic replacement, optimizer and RNG state."""
+"""Checkpoints: safetensors + JSON round trips, atomic replacement, optimizer and RNG state,
+recovery after a kill inside a write."""
 
 from __future__ import annotations
 
 import json
+import os
 import random
+import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+from galrec import checkpoint
 from galrec.checkpoint import (
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
+    recover_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -99,3 +106,74 @@ def test_rng_state_round_trip(tmp_path):
     loaded, state = load_checkpoint(tmp_path / "r")
     set_rng_state(loaded["rng"], state["rng"])
     assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == draws
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing after the kill point runs, no cleanup either."""
+
+
+def _save_killed_at(monkeypatch, target, point, step):
+    """``save_checkpoint`` of ``step`` stopped at ``point`` as a kill would stop it."""
+
+    def kill(name):
+        if name == point:
+            raise _Killed(name)
+
+    monkeypatch.setattr(checkpoint, "_kill_point", kill)
+    with pytest.raises(_Killed):
+        save_checkpoint(target, {"w": {"v": torch.full((2,), float(step))}}, {"step": step})
+    monkeypatch.undo()
+
+
+@pytest.mark.parametrize(
+    ("point", "expected"), [("staged", 2), ("between-renames", 2), ("renamed", 2)]
+)
+def test_recovery_after_a_kill_inside_the_write_keeps_the_newest_checkpoint(
+    tmp_path, monkeypatch, point, expected
+):
+    target = tmp_path / "last"
+    save_checkpoint(target, {"w": {"v": torch.ones(2)}}, {"step": 1})
+    _save_killed_at(monkeypatch, target, point, step=2)
+    if point == "between-renames":
+        assert not target.exists()  # what a resume used to take for "no checkpoint"
+    found = recover_checkpoint(target)
+    loaded, state = load_checkpoint(target)
+    assert found.step == state["step"] == expected
+    assert torch.equal(loaded["w"]["v"], torch.full((2,), float(expected)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last"]  # no stale copy left
+
+
+def test_recovery_deletes_a_partial_staging_copy_and_keeps_the_complete_one(tmp_path):
+    target = tmp_path / "best"
+    save_checkpoint(target, {"w": {"v": torch.ones(2)}}, {"step": 4})
+    partial = tmp_path / ".best.tmp-999"  # killed before its state.json: incomplete
+    partial.mkdir()
+    (partial / "w.safetensors").write_bytes(b"truncated")
+    found = recover_checkpoint(target)
+    assert (found.step, found.source, found.removed) == (4, "best", (".best.tmp-999",))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best"]
+    assert "removed .best.tmp-999" in found.describe()
+
+
+def test_recovery_without_any_complete_copy_reports_none(tmp_path):
+    (tmp_path / ".last.tmp-7").mkdir()
+    found = recover_checkpoint(tmp_path / "last")
+    assert found.step is None and found.removed == (".last.tmp-7",)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_kill_hook_sigkills_the_named_write(tmp_path):
+    """GALREC_KILL_AT=<point>:<n> kills the n-th write at that point with a real SIGKILL."""
+    code = (
+        "import torch; from galrec.checkpoint import save_checkpoint as s\n"
+        f"for step in (1, 2): s({str(tmp_path / 'last')!r}, {{'w': {{'v': torch.zeros(1)}}}}, "
+        "{'step': step})\n"
+    )
+    env = {**os.environ, "GALREC_KILL_AT": "between-renames:2"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, check=False)
+    assert done.returncode == -signal.SIGKILL
+    assert sorted(p.name[: len(".last.old")] for p in tmp_path.iterdir()) == [
+        ".last.old",
+        ".last.tmp",
+    ]
+    assert recover_checkpoint(tmp_path / "last").step == 2

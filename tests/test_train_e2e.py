@@ -100,6 +100,9 @@ def test_registry_trains_and_reopens_language_models(tmp_path):
     scores = scorer.score_users(users)
     assert scores.shape == (5, data.num_items)
     assert torch.allclose(scores, trained.scorer.score_users(users), atol=1e-5)
+    # compare retrains in place a run it does not reuse: the old run's files are cleared first
+    again = spec.train(request)
+    assert torch.allclose(again.scorer.score_users(users), scores, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -54,22 +54,24 @@ TINY_DATA = (
 )
 
 
+#: The overrides that make a bundled config tiny (also passed to ``galrec train`` as they are).
+TINY_OVERRIDES = (
+    "model.backbone=tiny-bert",
+    "model.cf_epochs=20",
+    "model.head_dim=16",
+    "prompts.fanouts=[5, 3]",
+    "prompts.max_length=64",
+    "train.batch_size=16",
+    "train.lr=0.003",
+    "train.warmup_steps=2",
+    "train.threads=1",
+    "train.progress=false",
+    "loss.queue_size=256",
+    TINY_DATA,
+)
+
+
 def tiny_config(out_dir: Path, name: str = "gal_rec", *overrides: str) -> Config:
     """A bundled config on the tiny semantic-gap world with a tiny BERT, fast on one CPU core."""
     path = resources.files("galrec") / "configs" / f"{name}.yaml"
-    base = (
-        "model.backbone=tiny-bert",
-        "model.cf_epochs=20",
-        "model.head_dim=16",
-        "prompts.fanouts=[5, 3]",
-        "prompts.max_length=64",
-        "train.batch_size=16",
-        "train.lr=0.003",
-        "train.warmup_steps=2",
-        "train.threads=1",
-        "train.progress=false",
-        "loss.queue_size=256",
-        TINY_DATA,
-        f"out_dir={out_dir}",
-    )
-    return load_config(str(path), [*base, *overrides])
+    return load_config(str(path), [*TINY_OVERRIDES, f"out_dir={out_dir}", *overrides])

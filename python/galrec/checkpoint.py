@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 STATE_FILE = "state.json"
+
+#: Where ``GALREC_KILL_AT`` may kill a checkpoint write: "write" (the tensors written, the state
+#: not), "staged" (the staging copy complete, nothing renamed), "between-renames" (the old
+#: checkpoint moved aside, the new one not yet in place), "renamed" (the new one in place, the
+#: old copy not yet deleted).
+KILL_POINTS = ("write", "staged", "between-renames", "renamed")
+_writes = 0  # checkpoint writes of this process, counted for GALREC_KILL_AT
 
 
 def save_checkpoint(
@@ -32,11 +41,13 @@ def save_checkpoint(
 
     ``adapter``: a peft model whose ``save_pretrained`` writes the adapters into ``adapter/``.
     """
+    global _writes
+    _writes += 1
     target = Path(directory)
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    staging = _copy(target, "tmp")
     if staging.exists():
-        shutil.rmtree(staging)
+        _remove(staging)
     staging.mkdir()
     try:
         for group, named in tensors.items():
@@ -44,20 +55,109 @@ def save_checkpoint(
                 raise ValueError(f"tensor group name {group!r} must be a plain file stem")
             flat = {name: t.detach().to("cpu").contiguous() for name, t in named.items()}
             save_file(flat, str(staging / f"{group}.safetensors"))
-        (staging / STATE_FILE).write_text(json.dumps(state, indent=1))
+        _kill_point("write")
         if adapter is not None:
             adapter.save_pretrained(str(staging / "adapter"))
         _fsync_tree(staging)
+        part = staging / f"{STATE_FILE}.part"
+        with open(part, "w") as fh:
+            fh.write(json.dumps(state, indent=1))
+            fh.flush()
+            os.fsync(fh.fileno())
+        part.rename(staging / STATE_FILE)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    old = target.parent / f".{target.name}.old-{os.getpid()}"
+    _kill_point("staged")
+    old = _copy(target, "old")
     if target.exists():
+        if old.exists():  # left by an earlier process with this PID; target is newer
+            _remove(old)
         target.rename(old)
+    _kill_point("between-renames")
     staging.rename(target)
+    _kill_point("renamed")
     if old.exists():
-        shutil.rmtree(old)
+        _remove(old)
     return target
+
+
+def _copy(target: Path, kind: str) -> Path:
+    """This process's staging (``kind="tmp"``) or superseded (``"old"``) copy of ``target``."""
+    return target.parent / f".{target.name}.{kind}-{os.getpid()}"
+
+
+def _remove(directory: Path) -> None:
+    """Delete a checkpoint directory, ``state.json`` first: what is left is never mistaken for
+    a complete checkpoint, whenever a kill stops the deletion."""
+    (directory / STATE_FILE).unlink(missing_ok=True)
+    shutil.rmtree(directory)
+
+
+def _kill_point(point: str) -> None:
+    """SIGKILL this process here when ``GALREC_KILL_AT`` names this point and write."""
+    if os.environ.get("GALREC_KILL_AT") == f"{point}:{_writes}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """What :func:`recover_checkpoint` found for one checkpoint directory."""
+
+    directory: Path
+    step: int | None
+    """The step of the complete checkpoint now at ``directory`` (None: there is none)."""
+    source: str | None
+    """The name it was found under (``last``, ``.last.old-123``, ``.last.tmp-123``)."""
+    removed: tuple[str, ...]
+    """The superseded or partial copies deleted."""
+
+    def describe(self) -> str:
+        """One line: what is at ``directory`` now and what was recovered or deleted."""
+        name = self.directory.name
+        if self.step is None:
+            said = f"{name}/: no complete checkpoint"
+        elif self.source == name:
+            said = f"{name}/: step {self.step}"
+        else:
+            said = f"{name}/: step {self.step}, recovered from {self.source} (a kill interrupted "
+            said += "a checkpoint write)"
+        if self.removed:
+            names = (f"the older {name}/" if n == name else n for n in self.removed)
+            said += f"; removed {', '.join(names)}"
+        return said
+
+
+def recover_checkpoint(directory: str | Path) -> Recovery:
+    """Put the newest complete checkpoint among ``directory`` and the copies a killed
+    :func:`save_checkpoint` leaves beside it (``.NAME.tmp-PID``, ``.NAME.old-PID``) at
+    ``directory``, and delete the rest, so no progress is lost and nothing stale stays.
+
+    Complete means ``state.json`` is present (written last, deleted first); ties keep the copy
+    already in place.
+    """
+    target = Path(directory)
+    copies = [target] if target.is_dir() else []
+    for kind in ("old", "tmp"):
+        copies += sorted(target.parent.glob(f".{target.name}.{kind}-*"))
+    complete = {p: _step(p) for p in copies if (p / STATE_FILE).is_file()}
+    newest = max(complete, key=lambda p: (complete[p], p == target), default=None)
+    removed = tuple(p.name for p in copies if p != newest)
+    for path in copies:
+        if path != newest:
+            _remove(path)
+    if newest is not None and newest != target:
+        newest.rename(target)
+    return Recovery(
+        target,
+        None if newest is None else complete[newest],
+        None if newest is None else newest.name,
+        removed,
+    )
+
+
+def _step(directory: Path) -> int:
+    return int(json.loads((directory / STATE_FILE).read_text())["step"])
 
 
 def _fsync_tree(root: Path) -> None:

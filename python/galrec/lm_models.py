@@ -144,8 +144,12 @@ def _config(request: TrainRequest, name: str) -> Any:
 
 def _trainer(name: str) -> Any:
     def train(request: TrainRequest) -> TrainedModel:
+        from galrec.rundir import clear_run
         from galrec.train import Trainer
 
+        # A run here that compare did not reuse is replaced: cleared before _config writes the
+        # dataset copy, so none of its files (dataset, features, best/) leaks into this run.
+        clear_run(request.run_dir)
         cfg = _config(request, name)
         start = time.perf_counter()
         # One cache for every model and seed of a comparison (runs/<model>/seed<k>): LightGCN,

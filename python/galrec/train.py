@@ -3,9 +3,11 @@ validation with early stopping, atomic checkpoints, exact resume and DDP.
 
 Every batch is a pure function of (seed, batch index, rank), and the checkpoint holds the
 weights, momentum shadow, queues, optimizer, scheduler and RNG state, so ``resume=True`` after a
-kill continues exactly where the uninterrupted run would have been. Under ``torchrun`` each rank
-samples its own seeds, gradients are averaged by DistributedDataParallel, momentum keys are
-gathered so every rank keeps the same queues, and only rank 0 logs and writes.
+kill (even one inside a checkpoint write) continues exactly where the uninterrupted run would
+have been. Whether a run may use its directory (new, resumed, overwritten, changed config) is
+decided when the Trainer is built, before anything is written there (galrec.rundir). Under
+``torchrun`` each rank samples its own seeds, gradients are averaged by DistributedDataParallel,
+momentum keys are gathered so every rank keeps the same queues, and only rank 0 logs and writes.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from galrec.objective import BatchIds, enqueue_keys, objective, plan_views
 from galrec.pipeline import BatchSource, Prefetcher, Tokens, TrainBatch, concat_views, head_rows
 from galrec.queue import TypedQueues
 from galrec.run import Run, build_run
+from galrec.rundir import Claim, RunDirError, claim_run_dir
 
 
 @dataclass
@@ -96,9 +99,21 @@ class Trainer:
     """Owns the model, optimizer, queues and momentum encoder of one run."""
 
     def __init__(
-        self, cfg: Config, out_dir: str | Path | None = None, cache_dir: Path | None = None
+        self,
+        cfg: Config,
+        out_dir: str | Path | None = None,
+        cache_dir: Path | None = None,
+        *,
+        resume: bool = False,
+        overwrite: bool = False,
+        allow_config_change: bool = False,
     ) -> None:
-        """``cache_dir``: where computed inputs are kept (default: beside the run directory)."""
+        """``cache_dir``: where computed inputs are kept (default: beside the run directory).
+
+        ``resume``, ``overwrite``, ``allow_config_change``: how to take over a run directory
+        that holds a run (galrec.rundir.claim_run_dir; raises RunDirError when refused). With
+        ``resume`` the checkpoint is loaded here; ``notes`` says what was found.
+        """
         self.cfg = cfg
         self.out_dir = Path(out_dir or cfg.out_dir)
         self.device = resolve_device(cfg.train.device)
@@ -107,6 +122,9 @@ class Trainer:
         self.dist = init_distributed(self.device)
         if self.device.type == "cuda" and self.dist.world_size > 1:
             self.device = torch.device("cuda", self.dist.rank % torch.cuda.device_count())
+        claim = self._claim(resume, overwrite, allow_config_change)
+        self.resumed = claim.checkpoint is not None
+        self.notes = claim.notes
         seed_everything(cfg.train.seed)
         self.plan = plan_views(cfg.loss)
         self.run: Run = build_run(cfg, self.out_dir, write=self.dist.is_main, cache_dir=cache_dir)
@@ -138,6 +156,26 @@ class Trainer:
         self.best_step = -1
         self.stale_validations = 0
         self.history: list[dict[str, Any]] = []
+        if claim.checkpoint is not None:
+            self.load(claim.checkpoint)
+
+    def _claim(self, resume: bool, overwrite: bool, allow_config_change: bool) -> Claim:
+        """Rank 0 checks and prepares the run directory; every rank gets its answer (or error)."""
+        answer: list[Any] = [None, None]
+        if self.dist.is_main:
+            try:
+                answer[0] = claim_run_dir(
+                    self.out_dir, self.cfg.to_dict(), resume=resume, overwrite=overwrite,
+                    allow_config_change=allow_config_change,
+                )  # fmt: skip
+            except RunDirError as err:
+                answer[1] = str(err)
+        if self.dist.world_size > 1:
+            dist.broadcast_object_list(answer, src=0)
+        if answer[1] is not None:
+            raise RunDirError(answer[1])
+        claim: Claim = answer[0]
+        return claim
 
     # ------------------------------------------------------------------ one step
     def _micro_step(self, batch: TrainBatch, scale: float, sync: bool) -> dict[str, float]:
@@ -241,14 +279,13 @@ class Trainer:
         return gathered, BatchIds(*(gather(t[:rows]) for t in (ids.users, ids.targets, ids.items)))
 
     # ------------------------------------------------------------------ the loop
-    def fit(self, resume: bool = False) -> TrainResult:
-        """Train to ``train.steps`` (or early stop), validating and checkpointing on the way."""
+    def fit(self) -> TrainResult:
+        """Train to ``train.steps`` (or early stop), validating and checkpointing on the way;
+        a resumed trainer continues from its checkpoint's step."""
         from tqdm.auto import tqdm
 
         cfg = self.cfg.train
-        if resume and (self.out_dir / "last").is_dir():
-            self.load(self.out_dir / "last")
-        logger = MetricsLogger(self.out_dir, self.dist.is_main, self.step if resume else None)
+        logger = MetricsLogger(self.out_dir, self.dist.is_main, self.step if self.resumed else None)
         accum = cfg.grad_accum
         prefetch = Prefetcher(self.source, self.step * accum, cfg.steps * accum)
         bar = tqdm(
@@ -256,11 +293,12 @@ class Trainer:
             disable=not (cfg.progress and self.dist.is_main),
         )  # fmt: skip
         wait_total = compute_total = 0.0
-        stop = False
+        stop = self._patience_spent()  # a run resumed after its early stop stays stopped
         try:
-            if self.step == 0 and cfg.eval_every > 0 and self.model.prior is not None:
+            if not self.resumed and cfg.eval_every > 0 and self.model.prior is not None:
                 # Step 0 ranks exactly like the score prior: validated too, so the kept
-                # checkpoint is never worse on validation than the prior alone.
+                # checkpoint is never worse on validation than the prior alone. (A run resumed
+                # at step 0 continues from the best/ this validation wrote.)
                 stop = self._validate(logger)
             batches = iter(prefetch)
             while self.step < cfg.steps and not stop:
@@ -315,6 +353,9 @@ class Trainer:
                 self.save(self.out_dir / "best")
             return False
         self.stale_validations += 1
+        return self._patience_spent()
+
+    def _patience_spent(self) -> bool:
         patience = self.cfg.train.patience
         return patience > 0 and self.stale_validations >= patience
 
@@ -385,7 +426,9 @@ class MetricsLogger:
     """Per-step records to ``metrics.jsonl`` and, when installed, TensorBoard (rank 0 only)."""
 
     def __init__(self, out_dir: Path, enabled: bool, resumed_step: int | None) -> None:
-        """``resumed_step``: keep the records up to this step (a resumed run), else start anew."""
+        """``resumed_step``: keep the records up to this step (a resumed run), else start anew;
+        the final test records are dropped even at that step, since the resumed run writes them
+        again."""
         self.file = None
         self.tb = None
         if not enabled:
@@ -394,9 +437,11 @@ class MetricsLogger:
         path = out_dir / "metrics.jsonl"
         kept = []
         if resumed_step is not None and path.is_file():
-            kept = [line for line in path.open() if json.loads(line)["step"] <= resumed_step]
-        self.file = open(path, "w")  # noqa: SIM115
-        self.file.writelines(kept)
+            kept = [line for line in path.open() if _before(json.loads(line), resumed_step)]
+        staged = path.with_name(f"{path.name}.tmp")  # a kill here must not lose the records
+        staged.write_text("".join(kept))
+        staged.replace(path)
+        self.file = open(path, "a")  # noqa: SIM115
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -421,6 +466,13 @@ class MetricsLogger:
             self.tb.close()
 
 
+def _before(record: dict[str, Any], step: int) -> bool:
+    """Whether a metrics record belongs to a run's progress up to ``step`` (not its test)."""
+    if record["step"] == step:
+        return not any(key.startswith("test/") for key in record)
+    return bool(record["step"] < step)
+
+
 def train(cfg: Config, out_dir: str | Path | None = None, resume: bool = False) -> TrainResult:
     """Train one configuration; the resolved config is saved in the run directory."""
-    return Trainer(cfg, out_dir).fit(resume=resume)
+    return Trainer(cfg, out_dir, resume=resume).fit()

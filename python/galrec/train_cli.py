@@ -48,16 +48,35 @@ def config_path(name_or_path: str) -> Path:
     "--out", "out_dir", default=None, help="Run directory (default: the config's out_dir)."
 )
 @click.option(
-    "--resume", is_flag=True, help="Continue the run in the run directory from its last checkpoint."
+    "--resume",
+    is_flag=True,
+    help="Continue the run in the run directory from its newest complete checkpoint.",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace the run in the run directory (its galrec files are deleted first).",
+)
+@click.option(
+    "--allow-config-change",
+    is_flag=True,
+    help="With --resume: continue although the config changed; recorded in config_changes.jsonl.",
 )
 @click.argument("overrides", nargs=-1)
 def train_command(
-    config: str, out_dir: str | None, resume: bool, overrides: tuple[str, ...]
+    config: str,
+    out_dir: str | None,
+    resume: bool,
+    overwrite: bool,
+    allow_config_change: bool,
+    overrides: tuple[str, ...],
 ) -> None:
     """Train GAL-Rec (or a baseline/ablation) from a YAML config with key=value overrides.
 
     The resolved config, checkpoints (last/, best/), metrics.jsonl and result.json go to the
-    run directory. Under torchrun every process trains one DDP rank.
+    run directory. Under torchrun every process trains one DDP rank. A directory that holds
+    another run is refused (exit code 2) unless --resume or --overwrite; --resume refuses a
+    config that differs in a key that can change the result unless --allow-config-change.
 
     \b
     Examples:
@@ -73,16 +92,31 @@ def train_command(
     except ConfigError as err:
         raise click.UsageError(str(err)) from err
     from galrec.backbone import BackboneNotInstalled
-    from galrec.train import train
+    from galrec.rundir import RunDirError
+    from galrec.train import Trainer
 
     try:
-        result = train(cfg, out_dir or cfg.out_dir, resume=resume)
+        trainer = Trainer(
+            cfg, out_dir or cfg.out_dir, resume=resume, overwrite=overwrite,
+            allow_config_change=allow_config_change,
+        )  # fmt: skip
     except BackboneNotInstalled as err:
         raise click.ClickException(str(err)) from err
+    except RunDirError as err:
+        raise Refused(str(err)) from err
+    for note in trainer.notes:
+        click.echo(note)
+    result = trainer.fit()
     click.echo(f"run directory: {result.out_dir}")
     click.echo(f"best validation step {result.best_step}; test metrics:")
     for key, value in sorted(result.test.items()):
         click.echo(f"  {key:12s} {value:.4f}")
+
+
+class Refused(click.ClickException):
+    """A one-line ``Error: ...`` with exit code 2 (click's usage errors add the usage text)."""
+
+    exit_code = 2
 
 
 @click.command("quickstart")
@@ -109,7 +143,8 @@ def train_command(
 )
 def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) -> None:
     """Offline demo: generate the semantic-gap dataset, train the text-only LM, the ID-token LM
-    and GAL-Rec on it, and print Recall@10 / NDCG@10 and how well each tells twins apart.
+    and GAL-Rec on it, and print Recall@10 / NDCG@10 and how well each tells twins apart. A
+    rerun replaces the runs of the previous one.
 
     Twins are items with near-identical titles bought by different user communities: only a
     model that learned collaborative semantics separates them (twin accuracy well above chance).
@@ -139,7 +174,7 @@ def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) ->
             f"== {name}: {Path(str(config_path(name))).read_text().splitlines()[0].lstrip('# ')}"
         )
         try:
-            trainer = Trainer(cfg, Path(out_dir) / name)
+            trainer = Trainer(cfg, Path(out_dir) / name, overwrite=True)
             result = trainer.fit()
         except BackboneNotInstalled as err:
             raise click.ClickException(str(err)) from err
