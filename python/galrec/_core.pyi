@@ -41,12 +41,18 @@ class BipartiteGraph:
         (user, item) pairs. Timestamps are integer or float (no NaN); weights must be
         positive and finite. ``num_threads``: pool size (default ``RAYON_NUM_THREADS`` or one
         per core; 1 runs on the calling thread); pools are re-created in forked children.
+
+        Raises ``ValueError`` for inconsistent input, and for node counts (given, or implied by
+        the largest id) whose arrays (12 bytes per node) exceed what this process can hold:
+        physical memory, or the address-space or data limit (``ulimit -v`` / ``-d``) where
+        lower. Raises ``MemoryError`` when an allocation under that ceiling still fails.
         """
     @staticmethod
     def open(path: str | PathLike[str], *, verify: bool = False) -> BipartiteGraph:
         """Memory-map a file written by :meth:`save`, validating header, counts, offsets and
         neighbour ids (``verify=True`` also checks the data checksum, reading the whole file).
-        Raises :class:`GraphFileError` for a truncated, corrupt or wrong-version file."""
+        Raises :class:`GraphFileError` for a truncated, corrupt or wrong-version file, or one
+        whose reserved header bytes (176..184) are not zero."""
     def save(self, path: str | PathLike[str]) -> None:
         """Write the graph atomically (temporary file, fsync, rename)."""
     @property
@@ -87,7 +93,9 @@ class BipartiteGraph:
 
         Hop 1 holds up to ``fanouts[0]`` neighbours of each seed (on the other side); hop
         ``h + 1`` samples from each node of hop ``h``; hops that return to the seeds' side
-        never contain the seed itself. ``-1`` takes all neighbours. ``strategy`` is
+        never contain the seed itself (in a graph built with ``dedupe=False`` that lists it
+        several times, every copy is dropped, so such a parent may return fewer than its
+        fanout). ``-1`` takes all neighbours. ``strategy`` is
         "uniform" (without replacement), "recent" (latest by timestamp) or "weighted"
         (by weight, without replacement; reads every weight of a parent, O(degree)).
         ``exclude=(users, items)`` edges are never
@@ -99,6 +107,10 @@ class BipartiteGraph:
         The arrays are writable and not copied. Large ones (64 KiB and up) sit on a
         ``SampleBuffer`` base that hands the memory back to the sampler when the array and
         every view of it are gone, so later batches write into warm pages.
+
+        Raises ``ValueError`` for bad arguments, and (naming ``fanouts`` and the hop) for a
+        hop whose output (8 bytes per sampled node) exceeds what this process can hold (see
+        :meth:`from_edges`); ``MemoryError`` when an allocation under that ceiling fails.
         """
     def sample_batches(
         self,
@@ -118,7 +130,7 @@ class BipartiteGraph:
         The batches are shared out over ``num_threads`` threads, one batch per task, which
         keeps every thread busy where the parallel phases inside one batch of ~1k seeds are too
         short to. ``epoch`` is one int for every batch (default 0) or one per batch. Errors name
-        the batch (``batches[3] seeds: ...``).
+        the batch (``batches[3] seeds: ...``) and are those of :meth:`sample`.
         """
 
 # --- galrec.prompts (rust/galrec-py/src/prompts.rs) ---
@@ -213,7 +225,11 @@ class PromptAssembler:
         npt.NDArray[np.int64],
         npt.NDArray[np.int64],
     ]:
-        """(input_ids, attention_mask, node_ids, pool_index) of the hop-``hop`` prompts."""
+        """(input_ids, attention_mask, node_ids, pool_index) of the hop-``hop`` prompts.
+
+        Raises ``ValueError`` when the three ``len(seeds) x length`` int64 arrays exceed what
+        this process can hold (naming ``max_length`` when padding to it, else ``seeds``), and
+        ``MemoryError`` when an allocation under that ceiling fails."""
     def render_segments(
         self,
         side: str,

@@ -8,6 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 
 use rayon::prelude::*;
 
+use crate::error::Result;
+use crate::memory::{try_filled, try_par_collect, try_with_capacity, try_zeroed};
+
 /// One direction of the graph while it is being built.
 pub(crate) struct Grouped {
     /// `offsets[k]..offsets[k + 1]` are the entries of key `k`.
@@ -46,7 +49,8 @@ fn as_atomic(values: &mut [u32]) -> &[AtomicU32] {
 /// Groups `len` edges (the `i`-th being `edge_at(i)`) by `key_of(edge) < num_keys`, stably,
 /// recording `neighbor_of(edge)` (and the edge index when `with_perm`) per entry.
 ///
-/// The caller guarantees every key is below `num_keys` and `len <= u32::MAX`.
+/// The caller guarantees every key is below `num_keys` and `len <= u32::MAX`. Every array is
+/// allocated fallibly (`num_keys` is the caller's to choose).
 pub(crate) fn counting_sort<E, K, N>(
     len: usize,
     num_keys: usize,
@@ -54,7 +58,7 @@ pub(crate) fn counting_sort<E, K, N>(
     key_of: K,
     neighbor_of: N,
     with_perm: bool,
-) -> Grouped
+) -> Result<Grouped>
 where
     E: Fn(usize) -> u32 + Sync,
     K: Fn(u32) -> u32 + Sync,
@@ -64,16 +68,16 @@ where
     let mut next: Vec<Vec<u32>> = (0..chunks)
         .into_par_iter()
         .map(|c| {
-            let mut hist = vec![0u32; num_keys];
+            let mut hist = try_zeroed::<u32>(num_keys, "counting-sort histogram")?;
             for i in chunk_bounds(len, chunks, c) {
                 hist[key_of(edge_at(i)) as usize] += 1;
             }
-            hist
+            Ok(hist)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     // Prefix sum: chunk c's entries of key k start after all of key k's entries of chunks < c,
     // which is what makes the parallel scatter stable.
-    let mut offsets = vec![0u64; num_keys + 1];
+    let mut offsets = try_zeroed::<u64>(num_keys + 1, "offsets")?;
     let mut running = 0u32;
     for (k, offset) in offsets.iter_mut().enumerate().take(num_keys) {
         *offset = u64::from(running);
@@ -87,8 +91,8 @@ where
 
     // Chunks write disjoint positions; relaxed atomic stores compile to plain stores.
     // The sampler's random reads land here: back it by huge pages (fewer TLB misses).
-    let mut neighbors = crate::hugepages::zeroed_u32(len);
-    let mut perm = vec![0u32; if with_perm { len } else { 0 }];
+    let mut neighbors = crate::hugepages::zeroed_u32(len, "neighbours")?;
+    let mut perm = try_zeroed::<u32>(if with_perm { len } else { 0 }, "edge permutation")?;
     let (neighbor_slots, perm_slots) = (as_atomic(&mut neighbors), as_atomic(&mut perm));
     next.into_par_iter().enumerate().for_each(|(c, mut next)| {
         for i in chunk_bounds(len, chunks, c) {
@@ -102,11 +106,11 @@ where
             }
         }
     });
-    Grouped {
+    Ok(Grouped {
         offsets,
         perm,
         neighbors,
-    }
+    })
 }
 
 /// Key ranges of about equal entry counts, for parallel passes over groups that need a
@@ -128,13 +132,18 @@ fn key_ranges(offsets: &[u64], num_neighbors: usize) -> Vec<std::ops::Range<usiz
     bounds.windows(2).map(|w| w[0]..w[1]).collect()
 }
 
+/// The marker array of a dedupe pass: per neighbour, the last group that held it.
+fn seen_by(num_neighbors: usize) -> Result<Vec<u32>> {
+    try_filled(u32::MAX, num_neighbors, "deduplication markers")
+}
+
 /// How many entries repeat an earlier neighbour of the same group.
-pub(crate) fn count_duplicates(grouped: &Grouped, num_neighbors: usize) -> usize {
+pub(crate) fn count_duplicates(grouped: &Grouped, num_neighbors: usize) -> Result<usize> {
     let (offsets, neighbors) = (&grouped.offsets, &grouped.neighbors);
     key_ranges(offsets, num_neighbors)
         .into_par_iter()
         .map(|keys| {
-            let mut seen_by = vec![u32::MAX; num_neighbors];
+            let mut seen_by = seen_by(num_neighbors)?;
             let mut repeats = 0;
             for k in keys {
                 for &v in &neighbors[offsets[k] as usize..offsets[k + 1] as usize] {
@@ -143,18 +152,18 @@ pub(crate) fn count_duplicates(grouped: &Grouped, num_neighbors: usize) -> usize
                     *mark = k as u32;
                 }
             }
-            repeats
+            Ok(repeats)
         })
-        .sum()
+        .try_reduce(|| 0, |a, b| Ok(a + b))
 }
 
 /// Removes repeated neighbours within every group, keeping the first; returns how many entries
 /// were removed. `num_neighbors` bounds the neighbour ids.
-pub(crate) fn dedupe(grouped: &mut Grouped, num_neighbors: usize) -> usize {
+pub(crate) fn dedupe(grouped: &mut Grouped, num_neighbors: usize) -> Result<usize> {
     let num_keys = grouped.offsets.len() - 1;
     let len = grouped.neighbors.len();
     if len == 0 {
-        return 0;
+        return Ok(0);
     }
     let key_bounds = key_ranges(&grouped.offsets, num_neighbors);
     let offsets = &grouped.offsets;
@@ -173,8 +182,9 @@ pub(crate) fn dedupe(grouped: &mut Grouped, num_neighbors: usize) -> usize {
         .into_par_iter()
         .map(|(keys, neighbors, perm)| {
             let base = offsets[keys.start];
-            let mut seen_by = vec![u32::MAX; num_neighbors];
-            keys.map(|k| {
+            let mut seen_by = seen_by(num_neighbors)?;
+            let mut degrees = try_with_capacity(keys.len(), "degrees")?;
+            degrees.extend(keys.map(|k| {
                 let start = (offsets[k] - base) as usize;
                 let end = (offsets[k + 1] - base) as usize;
                 let mut kept = start;
@@ -191,12 +201,12 @@ pub(crate) fn dedupe(grouped: &mut Grouped, num_neighbors: usize) -> usize {
                     }
                 }
                 (kept - start) as u32
-            })
-            .collect()
+            }));
+            Ok(degrees)
         })
-        .collect();
+        .collect::<Result<_>>()?;
 
-    let mut new_offsets = Vec::with_capacity(num_keys + 1);
+    let mut new_offsets = try_with_capacity(num_keys + 1, "offsets")?;
     new_offsets.push(0u64);
     let mut write = 0usize;
     for (k, degree) in new_degrees.into_iter().flatten().enumerate() {
@@ -215,7 +225,7 @@ pub(crate) fn dedupe(grouped: &mut Grouped, num_neighbors: usize) -> usize {
     grouped.neighbors.truncate(write);
     grouped.perm.truncate(if has_perm { write } else { 0 });
     grouped.offsets = new_offsets;
-    removed
+    Ok(removed)
 }
 
 /// A sort key whose unsigned order is the numeric order of the timestamp.
@@ -235,18 +245,17 @@ pub(crate) fn float_time_key(t: f64) -> u64 {
 
 /// The edge order (timestamp, then input position), or `None` when the input already is in
 /// that order.
-pub(crate) fn time_order(keys: &[u64]) -> Option<Vec<u32>> {
+pub(crate) fn time_order(keys: &[u64]) -> Result<Option<Vec<u32>>> {
     if keys.par_windows(2).all(|w| w[0] <= w[1]) {
-        return None;
+        return Ok(None);
     }
-    let mut pairs: Vec<(u64, u32)> = keys
-        .par_iter()
-        .enumerate()
-        .map(|(e, &k)| (k, e as u32))
-        .collect();
+    let mut pairs = try_par_collect(
+        keys.par_iter().enumerate().map(|(e, &k)| (k, e as u32)),
+        "timestamp order",
+    )?;
     // Pairs are distinct (the index breaks ties), so the unstable sort is deterministic.
     pairs.par_sort_unstable();
-    Some(pairs.into_par_iter().map(|(_, e)| e).collect())
+    try_par_collect(pairs.into_par_iter().map(|(_, e)| e), "timestamp order").map(Some)
 }
 
 #[cfg(test)]
@@ -254,7 +263,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn counting_sort_groups_stably() {
+    fn counting_sort_groups_stably() -> Result<()> {
         let keys = [2u32, 0, 2, 1, 0];
         let other = [10u32, 11, 12, 13, 14];
         let g = counting_sort(
@@ -264,10 +273,11 @@ mod tests {
             |e| keys[e as usize],
             |e| other[e as usize],
             true,
-        );
+        )?;
         assert_eq!(g.offsets, vec![0, 2, 3, 5]);
         assert_eq!(g.neighbors, vec![11, 14, 13, 10, 12]);
         assert_eq!(g.perm, vec![1, 4, 3, 0, 2]);
+        Ok(())
     }
 
     #[test]
@@ -279,6 +289,7 @@ mod tests {
                 counting_sort(len, 1000, |i| i as u32, |e| keys[e as usize], |e| e, true)
             })
             .ok()
+            .and_then(|g| g.ok())
             .map(|g| (g.offsets, g.perm, g.neighbors))
         };
         assert_eq!(run(1), run(2));
@@ -293,7 +304,7 @@ mod tests {
     }
 
     #[test]
-    fn dedupe_keeps_first_occurrence() {
+    fn dedupe_keeps_first_occurrence() -> Result<()> {
         let keys = [0u32, 0, 1, 0, 1, 2];
         let other = [5u32, 6, 5, 5, 5, 6];
         let mut g = counting_sort(
@@ -303,13 +314,14 @@ mod tests {
             |e| keys[e as usize],
             |e| other[e as usize],
             true,
-        );
-        assert_eq!(count_duplicates(&g, 7), 2);
-        assert_eq!(dedupe(&mut g, 7), 2);
-        assert_eq!(count_duplicates(&g, 7), 0);
+        )?;
+        assert_eq!(count_duplicates(&g, 7)?, 2);
+        assert_eq!(dedupe(&mut g, 7)?, 2);
+        assert_eq!(count_duplicates(&g, 7)?, 0);
         assert_eq!(g.offsets, vec![0, 2, 3, 4]);
         assert_eq!(g.neighbors, vec![5, 6, 5, 6]);
         assert_eq!(g.perm, vec![0, 1, 2, 5]);
+        Ok(())
     }
 
     #[test]
@@ -330,7 +342,7 @@ mod tests {
         assert!(floats
             .windows(2)
             .all(|w| float_time_key(w[0]) < float_time_key(w[1])));
-        assert_eq!(time_order(&[1, 2, 2, 9]), None);
-        assert_eq!(time_order(&[5, 1, 5, 0]), Some(vec![3, 1, 0, 2]));
+        assert_eq!(time_order(&[1, 2, 2, 9]).ok(), Some(None));
+        assert_eq!(time_order(&[5, 1, 5, 0]).ok(), Some(Some(vec![3, 1, 0, 2])));
     }
 }

@@ -12,6 +12,10 @@ pub enum GraphError {
     /// A graph file is truncated, corrupted or of an unsupported version.
     #[error("{}: {message}", path.display())]
     Format { path: PathBuf, message: String },
+    /// The allocator refused memory for `what` (maps to `MemoryError`): a request under the
+    /// ceiling of [`crate::memory::check_fits`] that still did not fit.
+    #[error("{what}: could not allocate {bytes} bytes")]
+    OutOfMemory { what: String, bytes: u64 },
     /// The operating system refused a file operation.
     #[error("{}: {source}", path.display())]
     Io {
@@ -46,6 +50,14 @@ impl GraphError {
                 message,
             },
             other => other,
+        }
+    }
+
+    /// A [`GraphError::OutOfMemory`] for `count` elements of `element_size` bytes each.
+    pub fn out_of_memory(what: impl Into<String>, count: usize, element_size: usize) -> Self {
+        Self::OutOfMemory {
+            what: what.into(),
+            bytes: (count as u64).saturating_mul(element_size as u64),
         }
     }
 

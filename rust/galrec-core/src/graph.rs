@@ -8,6 +8,7 @@ use rayon::prelude::*;
 
 use crate::build::{self, Grouped};
 use crate::error::{GraphError, Result};
+use crate::memory::{bytes_for, check_fits, try_par_collect, try_with_capacity, try_zeroed};
 use crate::parallel::{first_index, max_u32};
 use crate::storage::MappedGraph;
 
@@ -15,6 +16,9 @@ use crate::storage::MappedGraph;
 pub const MAX_NODES: u64 = u32::MAX as u64;
 /// The builder indexes edges with u32; files and offsets are u64 throughout.
 pub const MAX_BUILD_EDGES: usize = u32::MAX as usize;
+/// Bytes the builder needs per node, whatever its degree: a u64 offset and a u32
+/// counting-sort histogram entry.
+const BUILD_BYTES_PER_NODE: u64 = 8 + 4;
 
 /// One side of the bipartite graph.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -95,6 +99,22 @@ pub struct EdgeList<'a> {
     pub dedupe: bool,
 }
 
+impl<'a> EdgeList<'a> {
+    /// Bare edges: counts from the largest ids, no timestamps or weights, duplicates merged.
+    /// Set other fields with struct update syntax: `EdgeList { dedupe: false, ..plain }`.
+    pub fn plain(users: &'a [u32], items: &'a [u32]) -> Self {
+        EdgeList {
+            users,
+            items,
+            num_users: None,
+            num_items: None,
+            timestamps: None,
+            weights: None,
+            dedupe: true,
+        }
+    }
+}
+
 /// One direction of the graph, borrowed: `neighbors[offsets[v]..offsets[v + 1]]` are the
 /// neighbours of node `v`, in (timestamp, input position) order.
 #[derive(Clone, Copy, Debug)]
@@ -164,15 +184,18 @@ pub struct BipartiteGraph {
     backing: Backing,
 }
 
-fn check_count(argument: &str, given: Option<u64>, ids: &[u32]) -> Result<u32> {
-    let count = match given {
+/// The node count of one side: `given` (named `argument`), else one more than the largest of
+/// `ids` (named `ids_argument`). A count whose arrays cannot fit in memory is refused, naming
+/// whichever of the two set it.
+fn check_count(argument: &str, ids_argument: &str, given: Option<u64>, ids: &[u32]) -> Result<u32> {
+    let (count, set_by, what) = match given {
         Some(n) if n > MAX_NODES => {
             return Err(GraphError::invalid(
                 argument,
                 format!("{n} exceeds the maximum of {MAX_NODES} nodes (u32 ids)"),
             ))
         }
-        Some(n) => n as u32,
+        Some(n) => (n as u32, argument, format!("{n} nodes")),
         None if ids.is_empty() => {
             return Err(GraphError::invalid(
                 argument,
@@ -181,11 +204,18 @@ fn check_count(argument: &str, given: Option<u64>, ids: &[u32]) -> Result<u32> {
         }
         None => {
             let max = max_u32(ids).unwrap_or(0);
-            max.checked_add(1).ok_or_else(|| {
+            let count = max.checked_add(1).ok_or_else(|| {
                 GraphError::invalid(argument, format!("id {max} exceeds the largest u32 id"))
-            })?
+            })?;
+            let what = format!("{count} nodes (one more than the largest id, {max})");
+            (count, ids_argument, what)
         }
     };
+    check_fits(
+        set_by,
+        &what,
+        bytes_for(u64::from(count) + 1, BUILD_BYTES_PER_NODE),
+    )?;
     Ok(count)
 }
 
@@ -202,12 +232,26 @@ fn check_ids(argument: &str, ids: &[u32], count: u32, count_name: &str) -> Resul
     Ok(())
 }
 
-fn gather<T: Copy + Send + Sync>(values: &[T], perm: &[u32]) -> Vec<T> {
-    perm.par_iter().map(|&e| values[e as usize]).collect()
+/// `values` in the order of `perm`, or `None` without values.
+fn gather<T, U>(values: Option<&[T]>, perm: &[u32], convert: fn(T) -> U) -> Result<Option<Vec<U>>>
+where
+    T: Copy + Send + Sync,
+    U: Send,
+{
+    values
+        .map(|v| {
+            try_par_collect(
+                perm.par_iter().map(|&e| convert(v[e as usize])),
+                "edge attributes",
+            )
+        })
+        .transpose()
 }
 
 impl BipartiteGraph {
-    /// Builds both CSR directions from parallel edge arrays in linear time.
+    /// Builds both CSR directions from parallel edge arrays in linear time. Node counts whose
+    /// arrays cannot fit in memory are invalid arguments; allocations that fail anyway are
+    /// [`GraphError::OutOfMemory`].
     pub fn from_edges(edges: EdgeList<'_>) -> Result<Self> {
         let m = edges.users.len();
         if edges.items.len() != m {
@@ -222,8 +266,8 @@ impl BipartiteGraph {
                 format!("{m} edges exceed the builder's limit of {MAX_BUILD_EDGES}"),
             ));
         }
-        let num_users = check_count("num_users", edges.num_users, edges.users)?;
-        let num_items = check_count("num_items", edges.num_items, edges.items)?;
+        let num_users = check_count("num_users", "users", edges.num_users, edges.users)?;
+        let num_items = check_count("num_items", "items", edges.num_items, edges.items)?;
         check_ids("users", edges.users, num_users, "num_users")?;
         check_ids("items", edges.items, num_items, "num_items")?;
 
@@ -235,9 +279,10 @@ impl BipartiteGraph {
                     format!("has length {} but users has length {m}", ts.len()),
                 ))
             }
-            Some(Timestamps::Int(t)) => {
-                Some(t.par_iter().map(|&x| build::int_time_key(x)).collect())
-            }
+            Some(Timestamps::Int(t)) => Some(try_par_collect(
+                t.par_iter().map(|&x| build::int_time_key(x)),
+                "timestamp keys",
+            )?),
             Some(Timestamps::Float(t)) => {
                 if let Some(i) = first_index(t, |x| x.is_nan()) {
                     return Err(GraphError::invalid(
@@ -245,7 +290,10 @@ impl BipartiteGraph {
                         format!("NaN at index {i}"),
                     ));
                 }
-                Some(t.par_iter().map(|&x| build::float_time_key(x)).collect())
+                Some(try_par_collect(
+                    t.par_iter().map(|&x| build::float_time_key(x)),
+                    "timestamp keys",
+                )?)
             }
         };
         if let Some(w) = edges.weights {
@@ -263,7 +311,11 @@ impl BipartiteGraph {
             }
         }
 
-        let order = time_keys.as_deref().and_then(build::time_order);
+        let order = time_keys
+            .as_deref()
+            .map(build::time_order)
+            .transpose()?
+            .flatten();
         let with_attrs = edges.timestamps.is_some() || edges.weights.is_some();
         let (users, items) = (edges.users, edges.items);
         let edge_at = |i: usize| order.as_ref().map_or(i as u32, |o| o[i]);
@@ -279,16 +331,16 @@ impl BipartiteGraph {
         };
         // The edge permutation is needed to carry attributes, or to know which edges survive
         // deduplication; without attributes it is built only once duplicates are found.
-        let mut by_user = group_by_user(with_attrs);
+        let mut by_user = group_by_user(with_attrs)?;
         let removed = if !edges.dedupe {
             0
         } else if with_attrs {
-            build::dedupe(&mut by_user, num_items as usize)
-        } else if build::count_duplicates(&by_user, num_items as usize) == 0 {
+            build::dedupe(&mut by_user, num_items as usize)?
+        } else if build::count_duplicates(&by_user, num_items as usize)? == 0 {
             0
         } else {
-            by_user = group_by_user(true);
-            build::dedupe(&mut by_user, num_items as usize)
+            by_user = group_by_user(true)?;
+            build::dedupe(&mut by_user, num_items as usize)?
         };
         let by_item = if removed == 0 {
             build::counting_sort(
@@ -298,17 +350,14 @@ impl BipartiteGraph {
                 |e| items[e as usize],
                 |e| users[e as usize],
                 with_attrs,
-            )
+            )?
         } else {
-            let mut keep = vec![false; m];
+            let mut keep = try_zeroed::<bool>(m, "deduplication markers")?;
             for &e in &by_user.perm {
                 keep[e as usize] = true;
             }
-            let survivors: Vec<u32> = (0..m)
-                .into_par_iter()
-                .map(edge_at)
-                .filter(|&e| keep[e as usize])
-                .collect();
+            let mut survivors = try_with_capacity(by_user.perm.len(), "surviving edges")?;
+            survivors.extend((0..m).map(edge_at).filter(|&e| keep[e as usize]));
             build::counting_sort(
                 survivors.len(),
                 num_items as usize,
@@ -316,24 +365,24 @@ impl BipartiteGraph {
                 |e| items[e as usize],
                 |e| users[e as usize],
                 with_attrs,
-            )
+            )?
         };
 
-        let finish = |g: Grouped| OwnedCsr {
-            timestamps: edges.timestamps.map(|ts| match ts {
-                Timestamps::Int(t) => g.perm.par_iter().map(|&e| t[e as usize] as u64).collect(),
-                Timestamps::Float(t) => g
-                    .perm
-                    .par_iter()
-                    .map(|&e| t[e as usize].to_bits())
-                    .collect(),
-            }),
-            weights: edges.weights.map(|w| gather(w, &g.perm)),
-            offsets: g.offsets,
-            neighbors: g.neighbors,
+        let finish = |g: Grouped| -> Result<OwnedCsr> {
+            let timestamps = match edges.timestamps {
+                None => None,
+                Some(Timestamps::Int(t)) => gather(Some(t), &g.perm, |x| x as u64)?,
+                Some(Timestamps::Float(t)) => gather(Some(t), &g.perm, f64::to_bits)?,
+            };
+            Ok(OwnedCsr {
+                timestamps,
+                weights: gather(edges.weights, &g.perm, |w| w)?,
+                offsets: g.offsets,
+                neighbors: g.neighbors,
+            })
         };
-        let user = finish(by_user);
-        let item = finish(by_item);
+        let user = finish(by_user)?;
+        let item = finish(by_item)?;
         let meta = GraphMeta {
             num_users,
             num_items,
@@ -461,15 +510,7 @@ mod tests {
     use super::*;
 
     fn edges<'a>(users: &'a [u32], items: &'a [u32]) -> EdgeList<'a> {
-        EdgeList {
-            users,
-            items,
-            num_users: None,
-            num_items: None,
-            timestamps: None,
-            weights: None,
-            dedupe: true,
-        }
+        EdgeList::plain(users, items)
     }
 
     #[test]
@@ -538,6 +579,30 @@ mod tests {
         let mut e = edges(&[0, 1], &[0, 0]);
         e.weights = Some(&w);
         assert!(message(e).starts_with("weights: -1 at index 1"));
+    }
+
+    #[test]
+    fn node_counts_beyond_memory_are_refused_by_argument() {
+        let Some(ceiling) = crate::memory::ceiling() else {
+            return;
+        };
+        let message = |e: EdgeList<'_>| match BipartiteGraph::from_edges(e) {
+            Err(err) => err.to_string(),
+            Ok(_) => String::from("accepted"),
+        };
+        let mut e = edges(&[0], &[0]);
+        e.num_users = Some(MAX_NODES);
+        if bytes_for(MAX_NODES + 1, BUILD_BYTES_PER_NODE) > ceiling.bytes {
+            let err = message(e);
+            assert!(err.starts_with("num_users: 4294967295 nodes need"), "{err}");
+            assert!(err.contains(ceiling.source), "{err}");
+        }
+        let top = u32::MAX - 1;
+        if bytes_for(u64::from(top) + 1, BUILD_BYTES_PER_NODE) > ceiling.bytes {
+            let err = message(edges(&[top], &[0]));
+            let want = "users: 4294967295 nodes (one more than the largest id, 4294967294) need";
+            assert!(err.starts_with(want), "{err}");
+        }
     }
 
     #[test]

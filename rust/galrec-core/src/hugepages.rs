@@ -8,15 +8,16 @@
 /// Below this size the TLB covers an array well enough with ordinary pages.
 const WORTH_IT: usize = 4 << 20;
 
-/// A vector of `len` zeros whose pages were advised huge before they were written.
-pub(crate) fn zeroed_u32(len: usize) -> Vec<u32> {
-    let mut values: Vec<u32> = Vec::with_capacity(len);
+/// A vector of `len` zeros whose pages were advised huge before they were written
+/// ([`crate::error::GraphError::OutOfMemory`], naming `what`, if it cannot be allocated).
+pub(crate) fn zeroed_u32(len: usize, what: &str) -> crate::error::Result<Vec<u32>> {
+    let mut values: Vec<u32> = crate::memory::try_with_capacity(len, what)?;
     let bytes = len * std::mem::size_of::<u32>();
     if bytes >= WORTH_IT {
         advise_huge(values.as_mut_ptr().cast(), bytes);
     }
     values.resize(len, 0);
-    values
+    Ok(values)
 }
 
 #[cfg(target_os = "linux")]
@@ -50,7 +51,7 @@ mod tests {
     #[test]
     fn zeroed_arrays_are_zero_at_every_size() {
         for len in [0, 1, 1000, (WORTH_IT / 4) + 12_345] {
-            let values = zeroed_u32(len);
+            let values = zeroed_u32(len, "test").unwrap_or_default();
             assert_eq!(values.len(), len);
             assert!(values.iter().all(|&v| v == 0));
         }

@@ -5,8 +5,10 @@
 
 mod build;
 pub mod error;
+pub mod fuzz;
 pub mod graph;
 mod hugepages;
+pub mod memory;
 pub mod parallel;
 pub mod recycle;
 pub mod rng;

@@ -14,6 +14,9 @@
 
 use std::sync::Mutex;
 
+use crate::error::Result;
+use crate::memory::try_with_capacity;
+
 /// The most memory one shelf keeps for reuse.
 const SHELF_BYTES: usize = 64 << 20;
 /// The most buffers one shelf keeps (each `take` scans them).
@@ -52,9 +55,10 @@ impl<T> Shelf<T> {
     /// An empty vector with room for `len` elements: the smallest spare buffer that fits and
     /// is at most twice the need, else a fresh allocation. A fresh buffer worth keeping gets
     /// `1 / SLACK` more room, so that it fits the next batch's need too, which varies a little.
-    pub fn take(&self, len: usize) -> Vec<T> {
-        if len * std::mem::size_of::<T>() < MIN_KEPT_BYTES {
-            return Vec::with_capacity(len);
+    /// A fresh allocation that fails is [`crate::error::GraphError::OutOfMemory`].
+    pub fn take(&self, len: usize) -> Result<Vec<T>> {
+        if len.saturating_mul(std::mem::size_of::<T>()) < MIN_KEPT_BYTES {
+            return try_with_capacity(len, "sampled output");
         }
         if let Ok(mut spare) = self.spare.try_lock() {
             let fits = |c: usize| c >= len && c <= len.saturating_mul(2);
@@ -65,10 +69,10 @@ impl<T> Shelf<T> {
             if let Some(i) = best {
                 let buffer = spare.buffers.swap_remove(i);
                 spare.bytes -= bytes_of(&buffer);
-                return buffer;
+                return Ok(buffer);
             }
         }
-        Vec::with_capacity(len + len / SLACK)
+        try_with_capacity(len.saturating_add(len / SLACK), "sampled output")
     }
 
     /// Keeps `buffer` (emptied) for a later [`Shelf::take`] if it is worth keeping and the
@@ -110,7 +114,7 @@ mod tests {
     const BIG: usize = MIN_KEPT_BYTES / 4;
 
     #[test]
-    fn a_given_buffer_comes_back_empty_for_a_need_it_fits() {
+    fn a_given_buffer_comes_back_empty_for_a_need_it_fits() -> Result<()> {
         let shelf = Shelf::<u32>::new();
         let mut buffer = Vec::with_capacity(3 * BIG);
         buffer.extend(0..10u32);
@@ -118,30 +122,32 @@ mod tests {
         shelf.give(buffer);
         assert_eq!(shelf.kept_bytes(), 3 * BIG * 4);
         // Too big for a need under half its size, so a fresh one.
-        let fresh = shelf.take(BIG);
+        let fresh = shelf.take(BIG)?;
         assert_ne!(fresh.as_ptr(), address);
         assert_eq!(shelf.kept_bytes(), 3 * BIG * 4);
-        let again = shelf.take(2 * BIG);
+        let again = shelf.take(2 * BIG)?;
         assert_eq!(again.as_ptr(), address);
         assert!(again.is_empty());
         assert_eq!(shelf.kept_bytes(), 0);
         // Nothing left to give: a fresh one, with room to spare.
-        assert!(shelf.take(2 * BIG).capacity() >= 2 * BIG + 2 * BIG / SLACK);
+        assert!(shelf.take(2 * BIG)?.capacity() >= 2 * BIG + 2 * BIG / SLACK);
+        Ok(())
     }
 
     #[test]
-    fn the_best_fit_is_taken() {
+    fn the_best_fit_is_taken() -> Result<()> {
         let shelf = Shelf::<u32>::new();
         shelf.give(Vec::with_capacity(4 * BIG));
         shelf.give(Vec::with_capacity(2 * BIG));
         shelf.give(Vec::with_capacity(3 * BIG));
-        assert_eq!(shelf.take(2 * BIG).capacity(), 2 * BIG);
-        assert_eq!(shelf.take(2 * BIG).capacity(), 3 * BIG);
-        assert_eq!(shelf.take(2 * BIG).capacity(), 4 * BIG);
+        assert_eq!(shelf.take(2 * BIG)?.capacity(), 2 * BIG);
+        assert_eq!(shelf.take(2 * BIG)?.capacity(), 3 * BIG);
+        assert_eq!(shelf.take(2 * BIG)?.capacity(), 4 * BIG);
+        Ok(())
     }
 
     #[test]
-    fn small_buffers_and_overflow_are_freed() {
+    fn small_buffers_and_overflow_are_freed() -> Result<()> {
         let shelf = Shelf::<u32>::new();
         shelf.give(Vec::with_capacity(BIG - 1));
         assert_eq!(shelf.kept_bytes(), 0);
@@ -151,7 +157,8 @@ mod tests {
         }
         assert_eq!(shelf.kept_bytes(), SHELF_BYTES);
         // Small needs never take a kept buffer.
-        drop(shelf.take(BIG - 1));
+        drop(shelf.take(BIG - 1)?);
         assert_eq!(shelf.kept_bytes(), SHELF_BYTES);
+        Ok(())
     }
 }

@@ -2,7 +2,12 @@
 //!
 //! Hop 1 samples, for every seed, up to `fanouts[0]` neighbours on the other side; hop `h + 1`
 //! samples from every node of hop `h` (flattened, duplicates included). At every hop whose
-//! children lie on the seeds' side (hops 2, 4, ...), the root seed is never sampled.
+//! children lie on the seeds' side (hops 2, 4, ...), the root seed is never sampled, not even
+//! where a graph built without deduplication lists it several times.
+//!
+//! A hop whose output cannot fit in memory is refused before it is written (an invalid
+//! `fanouts`, naming the hop and its size, see [`crate::memory`]); output allocations that
+//! fail anyway are [`GraphError::OutOfMemory`].
 //!
 //! Each node's draw comes from its own counter-based stream keyed by (seed, epoch, hop, side,
 //! node), so results do not depend on the thread count or on what else is in the batch.
@@ -23,6 +28,9 @@ use rayon::prelude::*;
 use crate::build::float_time_key;
 use crate::error::{GraphError, Result};
 use crate::graph::{BipartiteGraph, CsrView, Side};
+use crate::memory::{
+    bytes_for, check_fits, try_filled, try_reserve, try_with_capacity, try_zeroed,
+};
 use crate::parallel::{first_index, on_caller};
 use crate::recycle;
 use crate::rng::{HopKey, NodeRng};
@@ -84,6 +92,8 @@ const PREFETCH_OFFSETS: usize = 8;
 const PREFETCH_GATHER: usize = 16;
 /// Up to this many draws, Floyd's algorithm checks membership by a linear scan.
 const SMALL_DRAW: usize = 32;
+/// Bytes per sampled node: its u32 id, and the u32 root it carries to the next hop.
+const BYTES_PER_SAMPLED_NODE: u64 = 8;
 
 /// Asks the CPU to bring the cache line at `p` into L1 (`HINT` = `_MM_HINT_T0`) or L2
 /// (`_MM_HINT_T1`).
@@ -174,7 +184,8 @@ enum Removal {
     Nothing,
     /// Every occurrence of the root.
     Root,
-    /// The root if present, otherwise the entry at this index (one draw more than wanted).
+    /// Every occurrence of the root if present, otherwise the entry at this index (one draw
+    /// more than wanted).
     RootOr(u32),
 }
 
@@ -187,6 +198,8 @@ struct Plan {
 
 /// Everything one hop's parents share.
 struct HopCtx<'a> {
+    /// The hop's number, from 1 (for messages).
+    hop: usize,
     csr: CsrView<'a>,
     key: HopKey,
     fanout: Option<usize>,
@@ -281,7 +294,12 @@ fn choose_weighted(
 
 /// Phase one for one parent: appends absolute edge positions to `pos`, returns what phase
 /// three must drop.
-fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch) -> Removal {
+fn choose(
+    ctx: &HopCtx<'_>,
+    node: u32,
+    pos: &mut Vec<u64>,
+    scratch: &mut Scratch,
+) -> Result<Removal> {
     let range = ctx.csr.range(node);
     let excluded = ctx.exclude.and_then(|x| x.get(node));
     if let Some(excluded) = excluded {
@@ -300,6 +318,9 @@ fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch
         Some(k) if k < n => Some(k + usize::from(ctx.drop_root)),
         _ => None,
     };
+    // Room for the draws; a dense uniform draw passes through all `n <= 2 * want` positions.
+    let room = want.map_or(n, |want| want.saturating_mul(2).min(n));
+    try_reserve(pos, room, "drawn edge positions")?;
     let start = pos.len();
     let removal = if let Some(want) = want {
         let weakest = match ctx.strategy {
@@ -354,7 +375,7 @@ fn choose(ctx: &HopCtx<'_>, node: u32, pos: &mut Vec<u64>, scratch: &mut Scratch
     for &p in &pos[start..] {
         prefetch_to::<TO_L2, u32>(ctx.csr.neighbors.as_ptr().wrapping_add(p as usize));
     }
-    removal
+    Ok(removal)
 }
 
 /// Which parents of one hop were drawn already: an open-addressing table from node to the
@@ -375,17 +396,21 @@ impl Memo {
     const FREE: u32 = u32::MAX;
 
     /// Empties the table and sizes it for `parents` insertions (at most half full).
-    fn reset(&mut self, parents: usize) {
+    fn reset(&mut self, parents: usize) -> Result<()> {
         for &slot in &self.used {
             self.nodes[slot as usize] = Self::FREE;
         }
         self.used.clear();
-        let size = (2 * parents).max(16).next_power_of_two();
+        let size = parents.saturating_mul(2).max(16).next_power_of_two();
         if self.nodes.len() < size {
-            self.nodes = vec![Self::FREE; size];
-            self.firsts = vec![0; size];
+            // Freed first: a failed allocation must not leave a table larger than `firsts`.
+            *self = Self::default();
+            self.nodes = try_filled(Self::FREE, size, "parent table")?;
+            self.firsts = try_zeroed(size, "parent table")?;
+            try_reserve(&mut self.used, parents, "parent table")?;
         }
         self.shift = 64 - size.trailing_zeros();
+        Ok(())
     }
 
     /// The first occurrence of `node`, or `None` after recording `index` as it.
@@ -416,11 +441,11 @@ thread_local! {
 
 /// The distinct nodes of `parents` in order of first occurrence, and for every parent the
 /// index of its node among them.
-fn distinct_parents(parents: &[u32]) -> (Vec<u32>, Vec<u32>) {
+fn distinct_parents(parents: &[u32]) -> Result<(Vec<u32>, Vec<u32>)> {
     let dedupe = |memo: &mut Memo| {
-        memo.reset(parents.len());
-        let mut distinct = Vec::with_capacity(parents.len());
-        let mut first_of = Vec::with_capacity(parents.len());
+        memo.reset(parents.len())?;
+        let mut distinct = try_with_capacity(parents.len(), "distinct parents")?;
+        let mut first_of = try_with_capacity(parents.len(), "distinct parents")?;
         for &node in parents {
             let next = distinct.len() as u32;
             first_of.push(memo.first_or_insert(node, next).unwrap_or_else(|| {
@@ -428,7 +453,7 @@ fn distinct_parents(parents: &[u32]) -> (Vec<u32>, Vec<u32>) {
                 next
             }));
         }
-        (distinct, first_of)
+        Ok((distinct, first_of))
     };
     MEMO.with(|memo| match memo.try_borrow_mut() {
         Ok(mut memo) => dedupe(&mut memo),
@@ -444,36 +469,33 @@ struct Draws {
     drawn: Vec<u32>,
 }
 
-fn draw(ctx: &HopCtx<'_>, nodes: &[u32]) -> Draws {
+fn draw(ctx: &HopCtx<'_>, nodes: &[u32]) -> Result<Draws> {
     let offsets = ctx.csr.offsets;
     let neighbors = ctx.csr.neighbors;
     let per_parent = ctx.fanout.unwrap_or(16).min(64) + usize::from(ctx.drop_root);
     let mut scratch = Scratch::default();
-    let mut pos = Vec::with_capacity(nodes.len() * per_parent);
-    let mut plans = Vec::with_capacity(nodes.len());
+    let mut pos = try_with_capacity(nodes.len() * per_parent, "drawn edge positions")?;
+    let mut plans = try_with_capacity(nodes.len(), "draw plans")?;
     for (k, &node) in nodes.iter().enumerate() {
         if let Some(&ahead) = nodes.get(k + PREFETCH_OFFSETS) {
             prefetch(offsets.as_ptr().wrapping_add(ahead as usize));
         }
         let start = pos.len();
-        let removal = choose(ctx, node, &mut pos, &mut scratch);
+        let removal = choose(ctx, node, &mut pos, &mut scratch)?;
         plans.push(Plan {
             start,
             len: pos.len() - start,
             removal,
         });
     }
-    let drawn = pos
-        .iter()
-        .enumerate()
-        .map(|(s, &p)| {
-            if let Some(&ahead) = pos.get(s + PREFETCH_GATHER) {
-                prefetch(neighbors.as_ptr().wrapping_add(ahead as usize));
-            }
-            neighbors[p as usize]
-        })
-        .collect();
-    Draws { plans, drawn }
+    let mut drawn = try_with_capacity(pos.len(), "drawn neighbours")?;
+    drawn.extend(pos.iter().enumerate().map(|(s, &p)| {
+        if let Some(&ahead) = pos.get(s + PREFETCH_GATHER) {
+            prefetch(neighbors.as_ptr().wrapping_add(ahead as usize));
+        }
+        neighbors[p as usize]
+    }));
+    Ok(Draws { plans, drawn })
 }
 
 /// Phase three for a run of parents (given by their distinct index): appends each parent's
@@ -490,15 +512,15 @@ fn expand(
         let before = nodes.len();
         match removal {
             Removal::Nothing => nodes.extend_from_slice(run),
-            Removal::Root => nodes.extend(run.iter().copied().filter(|&v| v != root)),
-            // At most one root among distinct draws; without it, the fallback entry goes.
-            Removal::RootOr(fallback) => {
-                let drop_at = run
-                    .iter()
-                    .position(|&v| v == root)
-                    .unwrap_or(fallback as usize);
-                nodes.extend_from_slice(&run[..drop_at]);
-                nodes.extend_from_slice(&run[drop_at + 1..]);
+            Removal::RootOr(fallback) if !run.contains(&root) => {
+                let fallback = fallback as usize;
+                nodes.extend_from_slice(&run[..fallback]);
+                nodes.extend_from_slice(&run[fallback + 1..]);
+            }
+            // The root is drawn at most once from a deduplicated list, but a graph built
+            // without deduplication may list it several times: every copy goes.
+            Removal::Root | Removal::RootOr(_) => {
+                nodes.extend(run.iter().copied().filter(|&v| v != root))
             }
         }
         counts.push((nodes.len() - before) as u32);
@@ -516,8 +538,15 @@ fn run_of(draws: &[Draws], d: u32) -> (&[u32], Removal) {
 }
 
 /// An upper bound on the children of `first_of`'s parents (their draws before removals).
-fn drawn_len(first_of: &[u32], draws: &[Draws]) -> usize {
-    first_of.iter().map(|&d| run_of(draws, d).0.len()).sum()
+fn drawn_len(first_of: &[u32], draws: &[Draws]) -> u64 {
+    first_of.iter().fold(0u64, |sum, &d| {
+        sum.saturating_add(run_of(draws, d).0.len() as u64)
+    })
+}
+
+/// `len` as a buffer length (beyond `usize`, one that cannot be allocated anyway).
+fn buffer_len(len: u64) -> usize {
+    usize::try_from(len).unwrap_or(usize::MAX)
 }
 
 /// Samples the children of `parents` (one hop, in order); returns (children per parent,
@@ -530,39 +559,52 @@ fn sample_hop(
     parents: &[u32],
     roots: &[u32],
     parallel: bool,
-) -> (Vec<u32>, Vec<u32>) {
-    let (distinct, first_of) = distinct_parents(parents);
+) -> Result<(Vec<u32>, Vec<u32>)> {
+    let (distinct, first_of) = distinct_parents(parents)?;
     let draws: Vec<Draws> = if parallel && distinct.len() > CHUNK {
-        distinct.par_chunks(CHUNK).map(|c| draw(ctx, c)).collect()
+        distinct
+            .par_chunks(CHUNK)
+            .map(|c| draw(ctx, c))
+            .collect::<Result<_>>()?
     } else {
-        distinct.chunks(CHUNK).map(|c| draw(ctx, c)).collect()
+        distinct
+            .chunks(CHUNK)
+            .map(|c| draw(ctx, c))
+            .collect::<Result<_>>()?
     };
+    // Repeated parents multiply the draws: refuse a hop that cannot fit before writing it.
+    let total = drawn_len(&first_of, &draws);
+    check_fits(
+        "fanouts",
+        &format!("hop {}: up to {total} sampled nodes", ctx.hop),
+        bytes_for(total, BYTES_PER_SAMPLED_NODE),
+    )?;
     // The output nodes come from the recycled buffers (warm pages instead of fresh ones),
     // sized by the draws on one thread and by the pieces' exact total on several.
-    let mut counts = Vec::with_capacity(parents.len());
+    let mut counts = try_with_capacity(parents.len(), "sampled counts")?;
     if !parallel || parents.len() <= EXPAND_CHUNK {
-        let mut nodes = recycle::NODES.take(drawn_len(&first_of, &draws));
+        let mut nodes = recycle::NODES.take(buffer_len(total))?;
         expand(&first_of, roots, &draws, &mut counts, &mut nodes);
-        return (counts, nodes);
+        return Ok((counts, nodes));
     }
     let pieces: Vec<(Vec<u32>, Vec<u32>)> = first_of
         .par_chunks(EXPAND_CHUNK)
         .zip(roots.par_chunks(EXPAND_CHUNK))
         .map(|(first_of, roots)| {
             let mut piece = (
-                Vec::with_capacity(first_of.len()),
-                Vec::with_capacity(drawn_len(first_of, &draws)),
+                try_with_capacity(first_of.len(), "sampled counts")?,
+                try_with_capacity(buffer_len(drawn_len(first_of, &draws)), "sampled nodes")?,
             );
             expand(first_of, roots, &draws, &mut piece.0, &mut piece.1);
-            piece
+            Ok(piece)
         })
-        .collect();
-    let mut nodes = recycle::NODES.take(pieces.iter().map(|(_, nodes)| nodes.len()).sum());
+        .collect::<Result<_>>()?;
+    let mut nodes = recycle::NODES.take(pieces.iter().map(|(_, nodes)| nodes.len()).sum())?;
     for (piece_counts, piece_nodes) in &pieces {
         counts.extend_from_slice(piece_counts);
         nodes.extend_from_slice(piece_nodes);
     }
-    (counts, nodes)
+    Ok((counts, nodes))
 }
 
 fn check_ids(argument: &str, ids: &[u32], graph: &BipartiteGraph, side: Side) -> Result<()> {
@@ -710,6 +752,7 @@ impl<'g> Request<'g> {
                         self.side.other()
                     };
                     HopCtx {
+                        hop: h + 1,
                         csr: self.graph.csr(parent_side),
                         key: HopKey::new(self.seed, epoch, h as u32, parent_side.index()),
                         fanout,
@@ -724,20 +767,21 @@ impl<'g> Request<'g> {
                     }
                 })
                 .collect();
-        Ok(sample_hops(&contexts, seeds, parallel))
+        sample_hops(&contexts, seeds, parallel)
     }
 }
 
 /// Samples every hop of `seeds`, hop by hop.
-fn sample_hops(contexts: &[HopCtx<'_>], seeds: &[u32], parallel: bool) -> Vec<Hop> {
+fn sample_hops(contexts: &[HopCtx<'_>], seeds: &[u32], parallel: bool) -> Result<Vec<Hop>> {
     let mut hops: Vec<Hop> = Vec::with_capacity(contexts.len());
     let mut roots: Vec<u32> = seeds.to_vec();
     for (h, ctx) in contexts.iter().enumerate() {
         let parents: &[u32] = hops.last().map_or(seeds, |hop| &hop.nodes);
-        let (counts, nodes) = sample_hop(ctx, parents, &roots, parallel);
+        let (counts, nodes) = sample_hop(ctx, parents, &roots, parallel)?;
         let last = h + 1 == contexts.len();
-        let mut offsets = recycle::OFFSETS.take(parents.len() + 1);
-        let mut next_roots = Vec::with_capacity(if last { 0 } else { nodes.len() });
+        let mut offsets = recycle::OFFSETS.take(parents.len() + 1)?;
+        let mut next_roots =
+            try_with_capacity(if last { 0 } else { nodes.len() }, "roots of sampled nodes")?;
         offsets.push(0i64);
         let mut end = 0i64;
         for (&c, &root) in counts.iter().zip(&roots) {
@@ -750,7 +794,7 @@ fn sample_hops(contexts: &[HopCtx<'_>], seeds: &[u32], parallel: bool) -> Vec<Ho
         roots = next_roots;
         hops.push(Hop { offsets, nodes });
     }
-    hops
+    Ok(hops)
 }
 
 #[cfg(test)]
@@ -770,15 +814,7 @@ mod tests {
         }
         users.push(4);
         items.push(0);
-        BipartiteGraph::from_edges(EdgeList {
-            users: &users,
-            items: &items,
-            num_users: None,
-            num_items: None,
-            timestamps: None,
-            weights: None,
-            dedupe: true,
-        })
+        BipartiteGraph::from_edges(EdgeList::plain(&users, &items))
     }
 
     fn spec<'a>(seeds: &'a [u32], fanouts: &'a [i64]) -> SampleSpec<'a> {
@@ -808,6 +844,53 @@ mod tests {
                 assert_eq!(hi - lo, 2);
                 assert!(!hops[1].nodes[lo..hi].contains(&seed_of_child(j)));
             }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn hop_two_never_returns_a_seed_listed_twice() -> Result<()> {
+        // User 0 rated every item twice (no deduplication), so each item lists it twice.
+        let (mut users, mut items) = (Vec::new(), Vec::new());
+        for u in [0, 0, 1, 2, 3, 4, 5] {
+            for i in 0..4 {
+                users.push(u);
+                items.push(i);
+            }
+        }
+        let g = BipartiteGraph::from_edges(EdgeList {
+            dedupe: false,
+            ..EdgeList::plain(&users, &items)
+        })?;
+        for fanouts in [[2, 3], [2, -1], [2, 6]] {
+            for seed in 0..100 {
+                let mut s = spec(&[0], &fanouts);
+                s.seed = seed;
+                let hops = sample(&g, &s)?;
+                assert!(!hops[1].nodes.contains(&0), "{fanouts:?} seed {seed}");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_hop_beyond_memory_is_refused_by_fanouts() -> Result<()> {
+        // One user with 2**20 items, as a seed 2**20 times: hop 1 would hold 2**40 nodes.
+        let items: Vec<u32> = (0..1 << 20).collect();
+        let users = vec![0; items.len()];
+        let g = BipartiteGraph::from_edges(EdgeList::plain(&users, &items))?;
+        let seeds = vec![0u32; 1 << 20];
+        let err = sample(&g, &spec(&seeds, &[-1]))
+            .err()
+            .map(|e| e.to_string());
+        let err = err.unwrap_or_default();
+        if crate::memory::ceiling().is_some() {
+            assert!(
+                err.starts_with("fanouts: hop 1: up to 1099511627776 sampled nodes need"),
+                "{err}"
+            );
+        } else {
+            assert!(err.contains("could not allocate"), "{err}");
         }
         Ok(())
     }
@@ -911,19 +994,20 @@ mod tests {
     }
 
     #[test]
-    fn memo_finds_first_occurrences_and_resets() {
+    fn memo_finds_first_occurrences_and_resets() -> Result<()> {
         let mut memo = Memo::default();
         for round in 0..3u32 {
-            memo.reset(100);
+            memo.reset(100)?;
             // 100 distinct nodes (many share a slot), each inserted twice
             for (i, node) in (0..100u32).map(|n| n * 1024 + round).enumerate() {
                 assert_eq!(memo.first_or_insert(node, i as u32), None);
                 assert_eq!(memo.first_or_insert(node, 999), Some(i as u32));
             }
         }
-        memo.reset(3);
+        memo.reset(3)?;
         assert_eq!(memo.first_or_insert(5, 0), None);
         assert_eq!(memo.first_or_insert(5, 1), Some(0));
+        Ok(())
     }
 
     #[test]

@@ -12,10 +12,11 @@ use numpy::{
     Element, IntoPyArray, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1,
     PyUntypedArray, PyUntypedArrayMethods,
 };
-use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyMemoryError, PyOSError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use rayon::prelude::*;
 
+use crate::args::{optional_unsigned, unsigned};
 use crate::recycled::{nodes_array, offsets_array};
 
 pyo3::create_exception!(
@@ -30,6 +31,7 @@ fn to_py_err(err: GraphError) -> PyErr {
     match err {
         GraphError::InvalidArgument { .. } => PyValueError::new_err(message),
         GraphError::Format { .. } => GraphFileError::new_err(message),
+        GraphError::OutOfMemory { .. } => PyMemoryError::new_err(message),
         GraphError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
             PyFileNotFoundError::new_err(message)
         }
@@ -250,15 +252,6 @@ fn side_of(name: &str) -> PyResult<Side> {
     }
 }
 
-/// A random-stream key (`seed`, `epoch`): any integer in `[0, 2**64)`, named when it is not.
-fn u64_arg(value: i128, argument: &str) -> PyResult<u64> {
-    u64::try_from(value).map_err(|_| {
-        PyValueError::new_err(format!(
-            "{argument}: must be an integer in [0, 2**64), got {value}"
-        ))
-    })
-}
-
 type ExcludeColumns<'py> = (Column<'py, u32>, Column<'py, u32>);
 
 /// `exclude=(users, items)` of the sampling methods, as id columns.
@@ -293,7 +286,7 @@ fn epochs_arg(epoch: Option<&Bound<'_, PyAny>>, batches: usize) -> PyResult<Vec<
         return Ok(vec![0; batches]);
     };
     if let Ok(one) = epoch.extract::<i128>() {
-        return Ok(vec![u64_arg(one, "epoch")?; batches]);
+        return Ok(vec![unsigned::<u64>(one, "epoch")?; batches]);
     }
     let each: Vec<i128> = epoch.extract().map_err(|_| {
         PyTypeError::new_err("epoch: expected an int or a sequence of ints, one per batch")
@@ -304,7 +297,9 @@ fn epochs_arg(epoch: Option<&Bound<'_, PyAny>>, batches: usize) -> PyResult<Vec<
             each.len()
         )));
     }
-    each.into_iter().map(|e| u64_arg(e, "epoch")).collect()
+    each.into_iter()
+        .map(|e| unsigned::<u64>(e, "epoch"))
+        .collect()
 }
 
 fn node_arg(node: i64, argument: &str) -> PyResult<u64> {
@@ -332,13 +327,16 @@ impl PyBipartiteGraph {
         py: Python<'_>,
         users: &Bound<'_, PyAny>,
         items: &Bound<'_, PyAny>,
-        num_users: Option<u64>,
-        num_items: Option<u64>,
+        num_users: Option<i128>,
+        num_items: Option<i128>,
         timestamps: Option<&Bound<'_, PyAny>>,
         weights: Option<&Bound<'_, PyAny>>,
         dedupe: bool,
-        num_threads: Option<usize>,
+        num_threads: Option<i128>,
     ) -> PyResult<Self> {
+        let num_users = optional_unsigned(num_users, "num_users")?;
+        let num_items = optional_unsigned(num_items, "num_items")?;
+        let num_threads = optional_unsigned(num_threads, "num_threads")?;
         let users = ids(users, "users")?;
         let items = ids(items, "items")?;
         let time = timestamps.map(self::timestamps).transpose()?;
@@ -463,10 +461,14 @@ impl PyBipartiteGraph {
         seed: i128,
         epoch: i128,
         exclude: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
-        num_threads: Option<usize>,
+        num_threads: Option<i128>,
     ) -> PyResult<Vec<HopArrays<'py>>> {
+        let num_threads = optional_unsigned(num_threads, "num_threads")?;
         let seeds = ids(seeds, "seeds")?;
-        let (seed, epoch) = (u64_arg(seed, "seed")?, u64_arg(epoch, "epoch")?);
+        let (seed, epoch) = (
+            unsigned::<u64>(seed, "seed")?,
+            unsigned::<u64>(epoch, "epoch")?,
+        );
         let side = side_of(side)?;
         let strategy = Strategy::parse(strategy).map_err(to_py_err)?;
         let exclude = exclude_arg(exclude.as_ref())?;
@@ -500,15 +502,16 @@ impl PyBipartiteGraph {
         seed: i128,
         epoch: Option<Bound<'py, PyAny>>,
         exclude: Option<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
-        num_threads: Option<usize>,
+        num_threads: Option<i128>,
     ) -> PyResult<Vec<Vec<HopArrays<'py>>>> {
+        let num_threads = optional_unsigned(num_threads, "num_threads")?;
         let columns = batches
             .iter()
             .enumerate()
             .map(|(i, batch)| ids(batch, &format!("batches[{i}]")))
             .collect::<PyResult<Vec<_>>>()?;
         let epochs = epochs_arg(epoch.as_ref(), batches.len())?;
-        let seed = u64_arg(seed, "seed")?;
+        let seed = unsigned::<u64>(seed, "seed")?;
         let side = side_of(side)?;
         let strategy = Strategy::parse(strategy).map_err(to_py_err)?;
         let exclude = exclude_arg(exclude.as_ref())?;

@@ -9,8 +9,10 @@ use galrec_core::prompts::{
 };
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1};
-use pyo3::exceptions::{PyFileNotFoundError, PyIndexError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyIndexError, PyMemoryError, PyOSError, PyValueError};
 use pyo3::prelude::*;
+
+use crate::args::{optional_unsigned, unsigned};
 
 fn to_py(e: PromptError) -> PyErr {
     match e.kind {
@@ -18,6 +20,7 @@ fn to_py(e: PromptError) -> PyErr {
         ErrorKind::Invalid => PyValueError::new_err(e.message),
         ErrorKind::OutOfRange => PyIndexError::new_err(e.message),
         ErrorKind::Io => PyOSError::new_err(e.message),
+        ErrorKind::OutOfMemory => PyMemoryError::new_err(e.message),
     }
 }
 
@@ -31,7 +34,8 @@ pub struct PyPromptTokenizer {
 impl PyPromptTokenizer {
     #[staticmethod]
     #[pyo3(signature = (path, *, pad_token_id = None))]
-    fn from_file(py: Python<'_>, path: PathBuf, pad_token_id: Option<u32>) -> PyResult<Self> {
+    fn from_file(py: Python<'_>, path: PathBuf, pad_token_id: Option<i128>) -> PyResult<Self> {
+        let pad_token_id = optional_unsigned(pad_token_id, "pad_token_id")?;
         let inner = py
             .detach(|| PromptTokenizer::from_path(&path, pad_token_id))
             .map_err(to_py)?;
@@ -105,10 +109,11 @@ impl PyTextStore {
         py: Python<'_>,
         tokenizer: &PyPromptTokenizer,
         item_texts: Vec<String>,
-        num_users: usize,
+        num_users: i128,
         user_texts: Option<Vec<String>>,
         title_format: &str,
     ) -> PyResult<Self> {
+        let num_users: usize = unsigned(num_users, "num_users")?;
         let tok = tokenizer.inner.clone();
         let store = py
             .detach(|| {
@@ -232,12 +237,14 @@ impl PyPromptAssembler {
         neighbor: String,
         separator: String,
         closing: String,
-        max_length: usize,
+        max_length: i128,
         padding_side: &str,
         pad_to_max_length: bool,
         dedupe: bool,
-        threads: Option<usize>,
+        threads: Option<i128>,
     ) -> PyResult<Self> {
+        let max_length = unsigned(max_length, "max_length")?;
+        let threads = optional_unsigned(threads, "threads")?;
         let templates = Templates {
             user: user_templates,
             item: item_templates,
@@ -267,11 +274,12 @@ impl PyPromptAssembler {
         &self,
         py: Python<'py>,
         side: &str,
-        hop: usize,
+        hop: i128,
         seeds: PyReadonlyArray1<'py, i64>,
         offsets: Vec<PyReadonlyArray1<'py, i64>>,
         nodes: Vec<PyReadonlyArray1<'py, u32>>,
     ) -> PyResult<BatchArrays<'py>> {
+        let hop = unsigned(hop, "hop")?;
         let side = side_of(side)?;
         let hops = hop_inputs(&offsets, &nodes)?;
         let seeds = slice(&seeds, "seeds")?;
@@ -297,11 +305,12 @@ impl PyPromptAssembler {
         &self,
         py: Python<'py>,
         side: &str,
-        hop: usize,
+        hop: i128,
         seeds: PyReadonlyArray1<'py, i64>,
         offsets: Vec<PyReadonlyArray1<'py, i64>>,
         nodes: Vec<PyReadonlyArray1<'py, u32>>,
     ) -> PyResult<Vec<Vec<String>>> {
+        let hop = unsigned(hop, "hop")?;
         let side = side_of(side)?;
         let hops = hop_inputs(&offsets, &nodes)?;
         let seeds = slice(&seeds, "seeds")?;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use rayon::prelude::*;
 
+use crate::memory::{bytes_for, check_fits, try_zeroed};
 use crate::parallel::{with_threads, MAX_THREADS};
 
 use super::template::{Part, Slot, Templates};
@@ -509,11 +510,23 @@ impl PromptAssembler {
             longest
         };
         let b = seeds.len();
+        // Three i64 arrays of `b * length`, so a padded batch can exceed memory.
+        let cells = (b as u64).saturating_mul(length as u64);
+        check_fits(
+            if self.options.pad_to_max_length {
+                "max_length"
+            } else {
+                "seeds"
+            },
+            &format!("{b} prompts of {length} tokens"),
+            bytes_for(cells, 3 * 8),
+        )?;
+        let cells = usize::try_from(cells).unwrap_or(usize::MAX);
         // Zeroed allocations are lazy; every row is written in full by its worker.
-        let mut input_ids = vec![0i64; b * length];
-        let mut attention_mask = vec![0i64; b * length];
-        let mut node_ids = vec![0i64; b * length];
-        let mut pool_index = vec![0i64; b];
+        let mut input_ids = try_zeroed(cells, "input_ids")?;
+        let mut attention_mask = try_zeroed(cells, "attention_mask")?;
+        let mut node_ids = try_zeroed(cells, "node_ids")?;
+        let mut pool_index = try_zeroed(b, "pool_index")?;
         if length > 0 {
             let jobs: Vec<_> = Self::chunks(b)
                 .into_iter()
@@ -831,6 +844,28 @@ mod tests {
         assert_eq!(
             text[0].concat(),
             "<user_0> has interacted with <item_0> \"a\", <item_2> \"title one two\". In one word:"
+        );
+    }
+
+    #[test]
+    fn a_padded_batch_beyond_memory_is_refused_by_max_length() {
+        if crate::memory::ceiling().is_none() {
+            return;
+        }
+        let a = assembler(AssembleOptions {
+            max_length: MAX_LENGTH_LIMIT,
+            pad_to_max_length: true,
+            ..AssembleOptions::default()
+        });
+        // 2**20 prompts of 2**20 tokens: 24 TiB of output arrays.
+        let seeds = vec![0i64; 1 << 20];
+        let err = a.assemble(Side::User, 0, &seeds, &[]).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::Invalid);
+        assert!(
+            err.message
+                .starts_with("max_length: 1048576 prompts of 1048576 tokens need"),
+            "{}",
+            err.message
         );
     }
 

@@ -13,7 +13,9 @@ mod template;
 mod tokenizer;
 
 pub use assemble::{AssembleOptions, Batch, HopInput, PaddingSide, PromptAssembler};
+pub(crate) use store::reseal as reseal_store;
 pub use store::TextStore;
+pub(crate) use template::parse_title_format;
 pub use template::Templates;
 pub use tokenizer::PromptTokenizer;
 
@@ -67,6 +69,8 @@ pub enum ErrorKind {
     OutOfRange,
     /// Reading or writing a file failed.
     Io,
+    /// The allocator refused memory for a request under the machine's ceiling.
+    OutOfMemory,
 }
 
 /// An error of the prompt module: its kind and a message naming the file, argument or id at fault.
@@ -100,6 +104,22 @@ impl PromptError {
         PromptError {
             kind,
             message: format!("{}: {err}", path.display()),
+        }
+    }
+}
+
+/// The memory checks of [`crate::memory`] report graph errors; here they keep their kind.
+impl From<crate::error::GraphError> for PromptError {
+    fn from(err: crate::error::GraphError) -> Self {
+        use crate::error::GraphError;
+        let kind = match &err {
+            GraphError::InvalidArgument { .. } | GraphError::Format { .. } => ErrorKind::Invalid,
+            GraphError::OutOfMemory { .. } => ErrorKind::OutOfMemory,
+            GraphError::Io { .. } => ErrorKind::Io,
+        };
+        PromptError {
+            kind,
+            message: err.to_string(),
         }
     }
 }

@@ -197,6 +197,17 @@ impl TextStore {
 
     /// Write the store to `path` (written to a temporary file, then renamed).
     pub fn save(&self, path: &Path) -> Result<(), PromptError> {
+        let out = self.encode();
+        // A per-process temporary name: concurrent writers (e.g. DDP ranks) never share one.
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".{}.tmp", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
+        std::fs::write(&tmp, &out).map_err(|e| PromptError::io(&tmp, &e))?;
+        std::fs::rename(&tmp, path).map_err(|e| PromptError::io(path, &e))
+    }
+
+    /// The file image of the store: its fields, then the checksum of all of them.
+    pub(crate) fn encode(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(MAGIC);
         put_u32(&mut out, FORMAT_VERSION);
@@ -210,14 +221,9 @@ impl TextStore {
             put_ragged(&mut out, &side.tokens, |o, v| put_u32(o, *v));
             put_ragged(&mut out, &side.texts, |o, v| o.push(*v));
         }
-        let checksum = fnv1a64(&out);
-        put_u64(&mut out, checksum);
-        // A per-process temporary name: concurrent writers (e.g. DDP ranks) never share one.
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".{}.tmp", std::process::id()));
-        let tmp = std::path::PathBuf::from(tmp);
-        std::fs::write(&tmp, &out).map_err(|e| PromptError::io(&tmp, &e))?;
-        std::fs::rename(&tmp, path).map_err(|e| PromptError::io(path, &e))
+        put_u64(&mut out, 0);
+        reseal(&mut out);
+        out
     }
 
     /// Read a store written by [`save`](Self::save), validating it completely, and check that it
@@ -235,7 +241,8 @@ impl TextStore {
         Ok(store)
     }
 
-    fn decode(bytes: &[u8]) -> Result<Self, String> {
+    /// The store in a file image, validated completely; the error says what is wrong.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
         if bytes.len() < MAGIC.len() + 8 || &bytes[..MAGIC.len()] != MAGIC {
             return Err("wrong magic bytes".into());
         }
@@ -316,6 +323,14 @@ impl TextStore {
             items,
             users,
         })
+    }
+}
+
+/// Rewrites the trailing checksum of a store file image (of at least 8 bytes) to match it.
+pub(crate) fn reseal(file: &mut [u8]) {
+    if let Some(body_len) = file.len().checked_sub(8) {
+        let checksum = fnv1a64(&file[..body_len]);
+        file[body_len..].copy_from_slice(&checksum.to_le_bytes());
     }
 }
 
