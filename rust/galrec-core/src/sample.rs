@@ -20,6 +20,7 @@
 //! takes a copy, which at hop 2 of a power-law graph skips about half the work; on several
 //! threads the distinct parents, then the copies, are shared out in chunks.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashSet};
 
@@ -403,11 +404,20 @@ impl Memo {
         self.used.clear();
         let size = parents.saturating_mul(2).max(16).next_power_of_two();
         if self.nodes.len() < size {
-            // Freed first: a failed allocation must not leave a table larger than `firsts`.
+            // The old table is freed first, and the new one is kept only once all of it is
+            // allocated: a failed allocation leaves the empty default (reallocated next call),
+            // never `nodes` larger than `firsts`.
             *self = Self::default();
-            self.nodes = try_filled(Self::FREE, size, "parent table")?;
-            self.firsts = try_zeroed(size, "parent table")?;
-            try_reserve(&mut self.used, parents, "parent table")?;
+            let nodes = try_filled(Self::FREE, size, "parent table")?;
+            let firsts = try_zeroed(size, "parent table")?;
+            let mut used = Vec::new();
+            try_reserve(&mut used, parents, "parent table")?;
+            *self = Self {
+                nodes,
+                firsts,
+                used,
+                shift: 0,
+            };
         }
         self.shift = 64 - size.trailing_zeros();
         Ok(())
@@ -774,7 +784,8 @@ impl<'g> Request<'g> {
 /// Samples every hop of `seeds`, hop by hop.
 fn sample_hops(contexts: &[HopCtx<'_>], seeds: &[u32], parallel: bool) -> Result<Vec<Hop>> {
     let mut hops: Vec<Hop> = Vec::with_capacity(contexts.len());
-    let mut roots: Vec<u32> = seeds.to_vec();
+    // The root seed of every parent; at hop 1 the parents are the seeds themselves (no copy).
+    let mut roots: Cow<'_, [u32]> = Cow::Borrowed(seeds);
     for (h, ctx) in contexts.iter().enumerate() {
         let parents: &[u32] = hops.last().map_or(seeds, |hop| &hop.nodes);
         let (counts, nodes) = sample_hop(ctx, parents, &roots, parallel)?;
@@ -784,14 +795,14 @@ fn sample_hops(contexts: &[HopCtx<'_>], seeds: &[u32], parallel: bool) -> Result
             try_with_capacity(if last { 0 } else { nodes.len() }, "roots of sampled nodes")?;
         offsets.push(0i64);
         let mut end = 0i64;
-        for (&c, &root) in counts.iter().zip(&roots) {
+        for (&c, &root) in counts.iter().zip(roots.iter()) {
             end += i64::from(c);
             offsets.push(end);
             if !last {
                 next_roots.extend(std::iter::repeat(root).take(c as usize));
             }
         }
-        roots = next_roots;
+        roots = Cow::Owned(next_roots);
         hops.push(Hop { offsets, nodes });
     }
     Ok(hops)

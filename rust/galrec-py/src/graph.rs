@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use galrec_core::error::GraphError;
 use galrec_core::graph::{BipartiteGraph, EdgeList, Side, Timestamps};
+use galrec_core::memory::{try_par_collect, try_with_capacity};
 use galrec_core::parallel::{first_index, with_threads, SEQUENTIAL_UP_TO};
 use galrec_core::sample::{sample, sample_many, Hop, SampleSpec, Strategy};
 use galrec_core::storage;
@@ -106,11 +107,7 @@ where
         // Validate, then convert with an indexed map (collecting `Result`s in parallel would
         // go through rayon's unindexed path, several times slower).
         if values.len() <= SEQUENTIAL_UP_TO {
-            return values
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| convert(v.into()).map_err(|m| fail(i, m)))
-                .collect();
+            return convert_each(values.iter().copied(), values.len(), argument, convert);
         }
         let first_bad = with_threads(None, || {
             first_index(values, |&v| convert(v.into()).is_err())
@@ -121,14 +118,36 @@ where
             return Err(fail(i, message));
         }
         let value = |&v: &S| convert(v.into()).unwrap_or_default();
-        return with_threads(None, || values.par_iter().map(value).collect()).map_err(to_py_err);
+        return with_threads(None, || {
+            try_par_collect(values.par_iter().map(value), argument)
+        })
+        .and_then(|r| r)
+        .map_err(to_py_err);
     }
-    typed
-        .as_array()
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| convert(v.into()).map_err(|m| fail(i, m)))
-        .collect()
+    let view = typed.as_array();
+    convert_each(view.iter().copied(), view.len(), argument, convert)
+}
+
+/// [`convert_ints`] one element at a time into a buffer allocated fallibly (a `MemoryError`,
+/// never an abort), reporting the first failure as "`argument`: <message> at index i".
+fn convert_each<S, T, F>(
+    values: impl Iterator<Item = S>,
+    len: usize,
+    argument: &str,
+    convert: F,
+) -> PyResult<Vec<T>>
+where
+    S: Into<i128>,
+    F: Fn(i128) -> Result<T, String>,
+{
+    let mut out = try_with_capacity(len, argument).map_err(to_py_err)?;
+    for (i, v) in values.enumerate() {
+        out.push(
+            convert(v.into())
+                .map_err(|m| PyValueError::new_err(format!("{argument}: {m} at index {i}")))?,
+        );
+    }
+    Ok(out)
 }
 
 /// Dispatches on the integer dtype of `array`; rejects booleans, floats and everything else.
@@ -200,12 +219,11 @@ fn timestamps<'py>(obj: &Bound<'py, PyAny>) -> PyResult<TimeColumn<'py>> {
     match dtype.kind() {
         b'f' => Ok(TimeColumn::Float(match borrow_exact::<f64>(&array) {
             Some(column) => column,
-            None => Column::Owned(
+            // numpy's copy (a MemoryError when it cannot be made), borrowed as it is.
+            None => Column::Borrowed(
                 array
                     .call_method1("astype", ("float64",))?
-                    .extract::<PyReadonlyArray1<'_, f64>>()?
-                    .as_array()
-                    .to_vec(),
+                    .extract::<PyReadonlyArray1<'py, f64>>()?,
             ),
         })),
         b'i' | b'u' => Ok(TimeColumn::Int(match borrow_exact::<i64>(&array) {
@@ -233,12 +251,10 @@ fn weights<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Column<'py, f32>> {
     if let Some(column) = borrow_exact::<f32>(&array) {
         return Ok(column);
     }
+    // numpy's copy (a MemoryError when it cannot be made), borrowed as it is.
     let converted = array.call_method1("astype", ("float32",))?;
-    Ok(Column::Owned(
-        converted
-            .extract::<PyReadonlyArray1<'_, f32>>()?
-            .as_array()
-            .to_vec(),
+    Ok(Column::Borrowed(
+        converted.extract::<PyReadonlyArray1<'py, f32>>()?,
     ))
 }
 
