@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 from galrec.config import load_config
 from galrec.pipeline import Prefetcher
-from galrec.train import Trainer
 from galrec.train_cli import config_path
+from galrec.training import Trainer
 
 #: (blocks, steps per block): the two modes alternate block by block, so load drifts on a shared
 #: machine hit both alike.

@@ -30,7 +30,7 @@ from pathlib import Path
 
 # Imported here, before the forks, so that no run imports them again:
 import galrec.backbone
-import galrec.train  # noqa: F401
+import galrec.training  # noqa: F401
 import torch
 from galrec.checkpoint import KILL_POINTS, load_checkpoint
 from galrec.cli import main
@@ -42,7 +42,8 @@ ARGS = (
     "train", "--config", "gal_rec", *TINY_OVERRIDES, f"train.steps={STEPS}",
     "train.checkpoint_every=2", "train.eval_every=2", "train.patience=0",
 )  # fmt: skip
-TIMINGS = ("prompts_per_s", "tokens_per_s", "data_wait_share", "data_wait_share_total")
+TIMINGS = ("time", "elapsed_s", "train/prompts_per_s", "train/tokens_per_s",
+           "train/data_wait_share", "train/data_wait_share_total")  # fmt: skip
 
 
 def train(out: Path, *flags: str, kill_at: str | None = None) -> int:
@@ -75,7 +76,7 @@ def _kill_after_step(pid: int, metrics: Path, step: int) -> None:
     """SIGKILL ``pid`` as soon as ``metrics`` holds step ``step``'s training record."""
     while os.waitpid(pid, os.WNOHANG) == (0, 0):
         lines = metrics.read_text().splitlines() if metrics.is_file() else []
-        if any((r := json.loads(line))["step"] == step and "loss" in r for line in lines):
+        if any((r := json.loads(line))["step"] == step and "train/loss" in r for line in lines):
             os.kill(pid, signal.SIGKILL)
             return
         time.sleep(0.005)

@@ -57,7 +57,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
     bad.write_text("user_id,item_id\nu,i\nv\n")
     out = tmp_path / "out"
     code, output = run("data", "prepare", "table", str(bad), "-o", str(out))
-    assert code == 1
+    assert code == 2
     assert output.strip() == f"Error: {bad}, line 3: expected 2 fields, found 1"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["bad.csv"]
 
@@ -68,7 +68,7 @@ def test_empty_after_filtering_exits_non_zero(tmp_path: Path) -> None:
         "data", "prepare", "table", str(table), "-o", str(tmp_path / "o"),
         "--user-col", "who", "--item-col", "what", "--k-core", "100",
     )  # fmt: skip
-    assert code == 1 and "no interactions left after filtering" in output
+    assert code == 2 and "no interactions left after filtering" in output
     assert len(output.strip().splitlines()) == 1
 
 
@@ -80,14 +80,14 @@ def test_unknown_format_and_bad_options(tmp_path: Path) -> None:
         "data", "prepare", "table", str(table), "-o", str(tmp_path / "o"),
         "--user-col", "who", "--item-col", "what", "--text-fields", "colour",
     )  # fmt: skip
-    assert code == 1 and "text fields must be" in output
+    assert code == 2 and "text fields must be" in output
 
 
 def test_existing_output_is_refused_without_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "gap"
     assert run("data", "generate", "-o", str(out), "--users", "20", "--twin-groups", "4")[0] == 0
     code, output = run("data", "generate", "-o", str(out))
-    assert code == 1 and "already exists" in output
+    assert code == 2 and "already exists" in output
     code, _ = run("data", "generate", "-o", str(out), "--overwrite", "--users", "24",
                   "--twin-groups", "4")  # fmt: skip
     assert code == 0 and PreparedDataset.load(out).num_users == 24
@@ -98,7 +98,7 @@ def test_info_on_a_tampered_directory_fails_cleanly(tmp_path: Path) -> None:
     run("data", "generate", "-o", str(out), "--users", "20", "--twin-groups", "4")
     (out / "interactions.npz").write_bytes(b"junk")
     code, output = run("data", "info", str(out))
-    assert code == 1 and "interactions.npz has 4 bytes" in output
+    assert code == 2 and "interactions.npz has 4 bytes" in output
 
 
 def test_info_with_text_embeddings(tmp_path: Path) -> None:
@@ -117,4 +117,4 @@ def test_info_with_text_embeddings(tmp_path: Path) -> None:
     assert "nearest item is the twin for 100% of twins by text" in output
     np.save(tmp_path / "short.npy", embeddings[:3])
     code, output = run("data", "info", str(out), "--text-embeddings", str(tmp_path / "short.npy"))
-    assert code == 1 and "expected shape" in output
+    assert code == 2 and "expected shape" in output

@@ -83,7 +83,7 @@ def test_temporal_split_without_time_is_refused_in_one_line(tmp_path: Path) -> N
     code, output = prepare(
         log, "-o", str(tmp_path / "out"), "--time-col", "none", "--split", "temporal"
     )
-    assert code == 1 and output.count("\n") == 1
+    assert code == 2 and output.count("\n") == 1
     assert "the temporal split needs timestamps and the data has none" in output
     assert not (tmp_path / "out").exists()
 
@@ -138,7 +138,7 @@ def test_a_malformed_date_names_file_line_and_value(tmp_path: Path) -> None:
     assert (error.path, error.line, error.field) == (path, 4, "date")
     assert "'2021-02-30'" in str(error) and "ISO-8601" in str(error)
     code, output = prepare(str(path), "-o", str(tmp_path / "out"))
-    assert code == 1 and output == f"Error: {error}\n"
+    assert code == 2 and output == f"Error: {error}\n"
 
 
 def test_parquet_timestamps_dates_and_iso_strings(tmp_path: Path) -> None:
@@ -189,7 +189,7 @@ def test_columns_name_the_fields_of_a_file_without_header(tmp_path: Path) -> Non
     assert raw.user_ids == ["u1"] and raw.item_ids == ["i1", "i2"]
     assert raw.timestamps.tolist() == [5, 7]
     code, output = prepare(str(path), "-o", str(tmp_path / "out"), "--columns", "item,user")
-    assert code == 1 and "2 column names given, the line has 3 fields" in output
+    assert code == 2 and "2 column names given, the line has 3 fields" in output
 
 
 def test_a_wide_file_without_header_needs_its_columns_named(tmp_path: Path) -> None:
@@ -258,7 +258,7 @@ def test_the_name_defaults_to_the_output_directory_and_can_be_given(tmp_path: Pa
     assert prepare(log, "-o", str(tmp_path / "x"), "--name", "books-2024")[0] == 0
     assert PreparedDataset.load(tmp_path / "x").name == "books-2024"
     code, output = prepare(log, "-o", str(tmp_path / "y"), "--name", "a/b")
-    assert code == 1 and "--name must be one path component" in output
+    assert code == 2 and "--name must be one path component" in output
 
 
 def test_compare_refuses_a_report_directory_of_another_dataset(tmp_path: Path) -> None:
@@ -274,5 +274,5 @@ def test_compare_refuses_a_report_directory_of_another_dataset(tmp_path: Path) -
 
     assert compare("p1")[0] == 0
     code, output = compare("p2")
-    assert code == 1 and output.count("\n") == 1
+    assert code == 2 and output.count("\n") == 1
     assert "holds results of another dataset" in output

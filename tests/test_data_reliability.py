@@ -1,5 +1,5 @@
 """Issue 15: every malformed input is one ``DataFormatError`` naming the file and the line (one
-CLI line, exit status 1), never a traceback, a hang or silently wrong data; and a backbone name
+CLI line, exit status 2), never a traceback, a hang or silently wrong data; and a backbone name
 never runs remote code.
 
 Each case calls the Python API and ``galrec data prepare`` on the same files: the CLI must print
@@ -60,7 +60,7 @@ def refused(
     args += ["--k-core", "0", *(["--time-col", time_col] if time_col else [])]
     result = CliRunner().invoke(main, args)
     assert isinstance(result.exception, SystemExit), result.exception  # no traceback
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output == f"Error: {' '.join(str(caught.value).split())}\n"
     assert not (tmp_path / "out").exists()
     return caught.value
@@ -243,7 +243,7 @@ def test_fifos_are_refused_before_they_are_opened(tmp_path: Path) -> None:
             main, ["data", "info", str(out), "--text-embeddings", str(fifos[0])]
         )
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert result.output.startswith(f"Error: {fifos[0]}: is not a regular file")
 
 

@@ -87,7 +87,7 @@ def test_bad_arguments_are_one_line_errors(compared, tmp_path) -> None:
     bad = runner.invoke(main, ["compare", "--dataset", str(root / "data"), "--seeds", "a"])
     assert bad.exit_code == 2 and "--seeds" in bad.output
     bad = runner.invoke(main, ["evaluate", str(tmp_path)])
-    assert bad.exit_code == 1 and "run.json" in bad.output
+    assert bad.exit_code == 2 and "run.json" in bad.output
     bad = runner.invoke(main, ["evaluate", str(root / "out" / "runs" / "mf" / "seed0"), "--k", "x"])
     assert bad.exit_code == 2 and "--k" in bad.output
 
@@ -101,7 +101,7 @@ def test_candidates_that_cannot_be_read_are_one_line_errors(compared, tmp_path) 
     damaged.write_bytes(b"not an array")
     for path, reason in ((fifo, "not a regular file"), (damaged, "cannot read candidates")):
         bad = CliRunner().invoke(main, ["evaluate", run, "--candidates", str(path)])
-        assert bad.exit_code == 1 and f"{path}" in bad.output and reason in bad.output
+        assert bad.exit_code == 2 and f"{path}" in bad.output and reason in bad.output
         assert bad.exception is None or isinstance(bad.exception, SystemExit)
 
 

@@ -14,7 +14,7 @@ from galrec.evaluate import (
     evaluate,
     parse_ks,
     rank_users,
-    recommend,
+    top_k,
 )
 
 
@@ -136,7 +136,7 @@ def test_training_item_is_never_recommended() -> None:
         for item in items:
             scores[user, item] = 1e6
     users = truth_sets.users_with_items()
-    top = recommend(TableScorer(scores), users, mask_sets, k=20)
+    top = top_k(TableScorer(scores), users, mask_sets, k=20)[0]
     for row, user in zip(top, users, strict=True):
         assert not set(row.tolist()) & masked[int(user)]
 
@@ -150,7 +150,7 @@ def test_masking_everything_but_the_target_scores_perfectly() -> None:
 
 def test_recommend_pads_when_few_items_remain() -> None:
     scorer = TableScorer(np.array([[1.0, 2.0, 3.0]]))
-    top = recommend(scorer, np.array([0]), sets([(0, 2)], 1, 3), k=5)
+    top = top_k(scorer, np.array([0]), sets([(0, 2)], 1, 3), k=5)[0]
     assert top.tolist() == [[1, 0, -1, -1, -1]]
 
 

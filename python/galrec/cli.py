@@ -1,15 +1,19 @@
-"""The ``galrec`` command line: one click group, each subsystem adds its commands."""
+"""The ``galrec`` command line: one click group, each subsystem adds its commands.
+
+The group reports every command's user errors the same way (galrec.cli_common).
+"""
 
 from __future__ import annotations
 
 import click
 
 from galrec import __version__
+from galrec.cli_common import CommandGroup
 from galrec.data.cli import data as data_commands
 from galrec.graph import graph
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="galrec")
 def main() -> None:
     """galrec: fine-tune language models for recommendation with GAL-Rec.
@@ -35,9 +39,10 @@ _register_evaluation_commands()
 
 
 def _register_training_commands() -> None:
+    from galrec.serve_cli import COMMANDS as SERVE_COMMANDS
     from galrec.train_cli import COMMANDS
 
-    for command in COMMANDS:
+    for command in (*COMMANDS, *SERVE_COMMANDS):
         main.add_command(command)
 
 

@@ -159,6 +159,11 @@ class TrainConfig:
     precision: str = _choice("auto", "auto", "fp32", "bf16")
     """Forward passes under bf16 autocast (``auto``: on CUDA and on CPUs with native bf16)."""
     progress: bool = True
+    """Progress on stderr: a bar on a terminal, a line every 30 s in a log file (galrec.progress),
+    and a line per setup phase (text features, LightGCN, the score prior) with its duration."""
+    tensorboard: bool = False
+    """Also log every metrics.jsonl record to ``<run>/tensorboard`` (pip install
+    'galrec[tensorboard]')."""
 
 
 @dataclass

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from galrec.evaluate import Scorer, SplitDataset, recommend, resolve_device, split_sets
+from galrec.evaluate import Scorer, SplitDataset, resolve_device, split_sets, top_k
 
 
 @dataclass(frozen=True)
@@ -101,7 +101,7 @@ def diagnose_twins(
     truth, exclude = split_sets(data, split)
     dev = resolve_device(device)
     users = truth.users_with_items()
-    top = recommend(scorer, users, exclude, k, device=dev)
+    top = top_k(scorer, users, exclude, k, device=dev)[0]
 
     # For each community c: items that are twins of a c-owned item but owned elsewhere.
     num_communities = int(max(user_communities.max(), item_communities.max())) + 1

@@ -6,11 +6,12 @@ torch, numpy and the models are imported inside the commands, so ``galrec --help
 from __future__ import annotations
 
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import click
+
+from galrec.cli_common import UserError
 
 
 def _load_dataset(path: str | Path) -> Any:
@@ -29,23 +30,25 @@ def _ks(text: str) -> tuple[int, ...]:
 
 
 def _open(run: str, dataset: str | None) -> tuple[Any, Any, dict[str, Any]]:
-    """(scorer, dataset, run metadata) of a run directory, with errors as click errors."""
-    from galrec.registry import open_run
+    """(scorer, dataset, run metadata) of a run directory."""
+    from galrec.registry import RUN_FILE, open_run
 
     try:
         scorer, meta = open_run(run)
-    except (FileNotFoundError, KeyError, ValueError) as error:
-        raise click.ClickException(str(error)) from None
+    except KeyError as error:  # run.json without a model, or one galrec does not know
+        raise UserError(f"{Path(run) / RUN_FILE}: {error.args[0]}") from None
     path = dataset or meta.get("dataset")
     if not path:
-        raise click.ClickException(f"{run}: the run records no dataset; pass --dataset DIR")
+        raise UserError(f"{run}: the run records no dataset; pass --dataset DIR")
     return scorer, _load_dataset(path), meta
 
 
 @click.command("evaluate")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True)
-@click.option("--k", "ks", default="5,10,20", show_default=True, help="Cut-offs, comma-separated.")
+@click.option(
+    "-k", "--k", "ks", default="5,10,20", show_default=True, help="Cut-offs, comma-separated."
+)
 @click.option(
     "--dataset",
     type=click.Path(exists=True, file_okay=False),
@@ -74,6 +77,7 @@ def _open(run: str, dataset: str | None) -> tuple[Any, Any, dict[str, Any]]:
     help="Users per chunk (default: sized to ~1 GB of scores).",
 )
 @click.option(
+    "-o",
     "--out",
     type=click.Path(file_okay=False),
     default=None,
@@ -103,20 +107,17 @@ def evaluate_command(
     cutoffs = _ks(ks)
     scorer, data, _ = _open(run, dataset)
     candidate_lists = None if candidates is None else _load_candidates(Path(candidates))
-    try:
-        result = evaluate(
-            scorer,
-            data,
-            split=split,
-            ks=cutoffs,
-            chunk_size=chunk_size,
-            device=device,
-            num_negatives=num_negatives,
-            candidates=candidate_lists,
-            seed=seed,
-        )
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    result = evaluate(
+        scorer,
+        data,
+        split=split,
+        ks=cutoffs,
+        chunk_size=chunk_size,
+        device=device,
+        num_negatives=num_negatives,
+        candidates=candidate_lists,
+        seed=seed,
+    )
     target = (
         Path(out)
         if out
@@ -141,8 +142,9 @@ def evaluate_command(
     help="Comma-separated model names.",
 )
 @click.option("--seeds", default="0,1,2", show_default=True, help="Comma-separated seeds.")
-@click.option("--k", "ks", default="5,10,20", show_default=True)
+@click.option("-k", "--k", "ks", default="5,10,20", show_default=True, help="Cut-offs.")
 @click.option(
+    "-o",
     "--out",
     type=click.Path(file_okay=False),
     default=None,
@@ -247,24 +249,21 @@ def compare_command(
     data = _load_dataset(dataset)
     name = getattr(data, "name", Path(dataset).name)
     out_dir = Path(out) if out else Path("runs") / "compare" / name
-    try:
-        comparison = run_compare(
-            data,
-            names,
-            seed_list,
-            out_dir,
-            dataset_dir=Path(dataset).resolve(),
-            dataset_name=name,
-            ks=_ks(ks),
-            configs=overrides,
-            device=device,
-            num_negatives=num_negatives,
-            progress=sys.stderr.isatty(),
-            reuse=not fresh,
-            log=click.echo,
-        )
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
+    comparison = run_compare(
+        data,
+        names,
+        seed_list,
+        out_dir,
+        dataset_dir=Path(dataset).resolve(),
+        dataset_name=name,
+        ks=_ks(ks),
+        configs=overrides,
+        device=device,
+        num_negatives=num_negatives,
+        progress=True,
+        reuse=not fresh,
+        log=click.echo,
+    )
     arguments = ["compare", "--dataset", dataset, "--models", ",".join(names), "--seeds", seeds]
     arguments += ["--k", ks, "--out", str(out_dir), "--device", device]
     arguments += [part for entry in configs for part in ("--config", entry)]
@@ -282,7 +281,7 @@ def compare_command(
 
 @click.command("diagnose")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
-@click.option("--k", default=10, show_default=True, type=click.IntRange(min=1))
+@click.option("-k", "--k", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True)
 @click.option(
     "--dataset",
@@ -310,7 +309,7 @@ def diagnose_command(
     scorer = scorer_for_split(scorer, data, split)
     truth = getattr(data, "ground_truth", None)
     if truth is None:
-        raise click.ClickException(
+        raise UserError(
             "the dataset has no ground truth; diagnose needs the semantic-gap generator's "
             "(galrec data prepare --format semantic-gap)"
         )
@@ -336,12 +335,10 @@ def _load_candidates(path: Path) -> Any:
     """The ``--candidates`` array; a FIFO, a damaged or pickled file is a one-line error."""
     import numpy as np
 
-    from galrec.data.errors import DataError
     from galrec.data.formats._io import require_file
 
+    require_file(path)  # a FIFO would block np.load forever
     try:
-        return np.load(require_file(path), allow_pickle=False)
-    except DataError as error:
-        raise click.ClickException(str(error)) from None
+        return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as error:
-        raise click.ClickException(f"{path}: cannot read candidates: {error}") from None
+        raise UserError(f"{path}: cannot read candidates: {error}") from None

@@ -330,7 +330,7 @@ def _device_sets(sets: UserItemSets, device: torch.device) -> tuple[torch.Tensor
     return torch.from_numpy(sets.indptr).to(device), torch.from_numpy(sets.indices).to(device)
 
 
-def recommend(
+def top_k(
     scorer: Scorer,
     users: np.ndarray,
     exclude: UserItemSets | None,
@@ -338,11 +338,9 @@ def recommend(
     *,
     chunk_size: int | None = None,
     device: str | torch.device | None = None,
-) -> np.ndarray:
-    """The top-``k`` items ``[len(users), k]`` per user, never an item in ``exclude``.
-
-    Positions beyond the number of items left after masking hold -1.
-    """
+) -> tuple[np.ndarray, np.ndarray]:
+    """The top-``k`` items ``[len(users), k]`` per user, never an item in ``exclude`` (int64, -1
+    past the items left after masking), and their scores (float32, -inf there)."""
     num_items = int(scorer.num_items)
     dev = resolve_device(device)
     users = np.asarray(users, dtype=np.int64)
@@ -350,6 +348,7 @@ def recommend(
     exclude_t = None if exclude is None else _device_sets(exclude, dev)
     kept = min(k, num_items)
     out = np.full((len(users), k), -1, dtype=np.int64)
+    out_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
     with torch.no_grad():
         for start in range(0, len(users), chunk):
             users_t = torch.from_numpy(users[start : start + chunk]).to(dev)
@@ -359,7 +358,8 @@ def recommend(
             top_scores, top_items = torch.topk(scores, kept, dim=1)
             top_items[~torch.isfinite(top_scores)] = -1
             out[start : start + len(users_t), :kept] = top_items.cpu().numpy()
-    return out
+            out_scores[start : start + len(users_t), :kept] = top_scores.cpu().numpy()
+    return out, out_scores
 
 
 def rank_users(
@@ -545,8 +545,8 @@ __all__ = [
     "parse_ks",
     "rank_users",
     "ranking_metrics",
-    "recommend",
     "resolve_device",
     "scorer_for_split",
     "split_sets",
+    "top_k",
 ]

@@ -5,7 +5,7 @@ Each name maps to a packaged training config (``configs/<name>.yaml``, see galre
 without graph learning, CLLM4Rec-like), the ablations ``no_l1``, ``no_l2``, ``no_l3``,
 ``no_queue``, ``no_hop2``, and ``no_lm`` / ``frozen_lm`` (the score prior without the language
 model / with its frozen title part, nothing trained). ``galrec compare`` trains them through
-:class:`galrec.train.Trainer` on the prepared dataset directory it was given, with the seed and
+:class:`galrec.training.Trainer` on the prepared dataset directory it was given, with the seed and
 device it was given; the trained model scores through the same evaluator as every baseline.
 Importing this module registers them.
 """
@@ -92,8 +92,8 @@ def _history(run_dir: Path) -> list[dict[str, float]]:
     for line in path.read_text().splitlines():
         record = json.loads(line)
         entry = {"step": float(record["step"])}
-        if "loss" in record:
-            entry["loss"] = float(record["loss"])
+        if "train/loss" in record:
+            entry["loss"] = float(record["train/loss"])
         for key, value in record.items():
             if key.startswith("valid/"):
                 entry["valid_" + key.removeprefix("valid/")] = float(value)
@@ -145,7 +145,7 @@ def _config(request: TrainRequest, name: str) -> Any:
 def _trainer(name: str) -> Any:
     def train(request: TrainRequest) -> TrainedModel:
         from galrec.rundir import clear_run
-        from galrec.train import Trainer
+        from galrec.training import Trainer
 
         # A run here that compare did not reuse is replaced: cleared before _config writes the
         # dataset copy, so none of its files (dataset, features, best/) leaks into this run.

@@ -54,6 +54,11 @@ class PriorPart(nn.Module):
         """``p_u`` [len(users), dim] of users scoring ``split`` ("train": before ``cut``)."""
         raise NotImplementedError
 
+    def states_from_history(self, history: Histories) -> torch.Tensor:
+        """``p_u`` [history.num_users, dim] of users who are not in the data, from their
+        histories (oldest first): what ``galrec.api`` scores a new user's history with."""
+        raise NotImplementedError
+
 
 class CFPart(PriorPart):
     """The CF model's own score: ``p_u`` is the user's CF vector, whatever the history."""
@@ -68,6 +73,15 @@ class CFPart(PriorPart):
         self, users: torch.Tensor, split: str, cut: torch.Tensor | None = None
     ) -> torch.Tensor:
         return self.user_vectors[users]
+
+    def states_from_history(self, history: Histories) -> torch.Tensor:
+        """A fold-in, not the CF model's own state: the mean CF vector of the history's items
+        (zeros for an empty history), since the CF model has no state for an unseen user."""
+        rows = np.repeat(np.arange(history.num_users), history.lengths())
+        sums = torch.zeros(history.num_users, self.dim, device=self.item_vectors.device)
+        sums.index_add_(0, torch.from_numpy(rows).to(sums.device), self.item_vectors[history.items])
+        counts = torch.from_numpy(history.lengths()).clamp_min(1).to(sums)
+        return sums / counts[:, None]
 
 
 class HistoryPart(PriorPart):
@@ -92,6 +106,21 @@ class HistoryPart(PriorPart):
         cuts = None if cut is None else cut.detach().cpu().numpy().astype(np.int64)
         return self._histories[split], ids, cuts
 
+    def user_states(
+        self, users: torch.Tensor, split: str, cut: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        history, ids, cuts = self.read(users, split, cut)
+        return self.history_states(history, ids, cuts).to(users.device)
+
+    def states_from_history(self, history: Histories) -> torch.Tensor:
+        return self.history_states(history, np.arange(history.num_users), None)
+
+    def history_states(
+        self, history: Histories, users: np.ndarray, cut: np.ndarray | None
+    ) -> torch.Tensor:
+        """``p_u`` of rows ``users`` of ``history``, from their items before ``cut``."""
+        raise NotImplementedError
+
 
 class SequentialPart(HistoryPart):
     """A trained sequential model's score: ``p_u`` is its last state over the user's latest
@@ -106,15 +135,14 @@ class SequentialPart(HistoryPart):
         self.model.eval()  # frozen: dropout stays off
         return self
 
-    def user_states(
-        self, users: torch.Tensor, split: str, cut: torch.Tensor | None = None
+    def history_states(
+        self, history: Histories, users: np.ndarray, cut: np.ndarray | None
     ) -> torch.Tensor:
         from galrec.baselines.sequential import recent_sequences
 
-        history, ids, cuts = self.read(users, split, cut)
-        seqs = recent_sequences(history, ids, self.model.config.max_len, cuts)
+        seqs = recent_sequences(history, users, self.model.config.max_len, cut)
         with torch.no_grad():
-            return self.model.encode(torch.from_numpy(seqs).to(users.device))[:, -1]
+            return self.model.encode(torch.from_numpy(seqs).to(self.item_vectors.device))[:, -1]
 
 
 class TextPart(HistoryPart):
@@ -131,18 +159,17 @@ class TextPart(HistoryPart):
         self.items = items
         self.decay = decay
 
-    def user_states(
-        self, users: torch.Tensor, split: str, cut: torch.Tensor | None = None
+    def history_states(
+        self, history: Histories, users: np.ndarray, cut: np.ndarray | None
     ) -> torch.Tensor:
-        history, ids, cuts = self.read(users, split, cut)
-        offsets, items = history.recent(ids, self.items, cuts)
-        rows = np.repeat(np.arange(len(ids)), np.diff(offsets))
+        offsets, items = history.recent(users, self.items, cut)
+        rows = np.repeat(np.arange(len(users)), np.diff(offsets))
         age = np.arange(len(items)) - offsets[rows]  # 0 = the most recent
         weights = torch.from_numpy(self.decay**age).float().to(self.item_vectors.device)
         vectors = self.item_vectors[torch.from_numpy(items).to(self.item_vectors.device)]
-        states = torch.zeros(len(ids), self.dim, device=self.item_vectors.device)
+        states = torch.zeros(len(users), self.dim, device=self.item_vectors.device)
         states.index_add_(0, torch.from_numpy(rows).to(states.device), vectors * weights[:, None])
-        return states.to(users.device)
+        return states
 
 
 class ScorePrior(nn.Module):
@@ -167,6 +194,13 @@ class ScorePrior(nn.Module):
         """Every part's ``p_u`` side by side."""
         return torch.cat(
             [self.part(k).user_states(users, split, cut) for k in range(len(self.parts))], 1
+        )
+
+    def states_from_history(self, history: Histories) -> torch.Tensor:
+        """Every part's ``p_u`` of users not in the data, from their histories (see the
+        parts' :meth:`PriorPart.states_from_history`: the CF part folds the history in)."""
+        return torch.cat(
+            [self.part(k).states_from_history(history) for k in range(len(self.parts))], 1
         )
 
     def part_scores(self, states: torch.Tensor) -> list[torch.Tensor]:

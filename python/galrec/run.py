@@ -37,6 +37,11 @@ from galrec.prior import (
     TextPart,
     fit_sasrec_prior,
 )
+from galrec.progress import phase
+
+#: The external embeddings' inputs ``features`` ([t_v ; c_v]) and ``cf_vectors`` (c_v as
+#: trained) in safetensors: what an exported folder holds instead of the .npy files.
+EXTERNAL_FILE = "external.safetensors"
 
 
 def load_dataset(cfg: DataConfig, out_dir: Path, write: bool) -> Any:
@@ -76,6 +81,7 @@ class Run:
     graph: Any
     model: GalRecModel
     views: ViewBuilder
+    tokenizer_json: Path
 
     @property
     def device(self) -> torch.device:
@@ -245,23 +251,34 @@ def build_model(
     """
     features_file = work_dir / "features.npy"
     cf_file = work_dir / "cf_vectors.npy"
-    loaded = load_backbone(cfg.model, dataset.item_texts, work_dir, seed=cfg.train.seed)
+    exported = work_dir / EXTERNAL_FILE
+    cache = cache_dir or default_cache_dir(work_dir)
+    say = cfg.train.progress
+    with phase(f"backbone {cfg.model.backbone}", say):
+        loaded = load_backbone(cfg.model, dataset.item_texts, work_dir, seed=cfg.train.seed)
     cf: np.ndarray | None = None
-    if features_file.is_file():
+    if exported.is_file():  # a `galrec export --format hf` folder
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(exported))
+        feats = tensors["features"]
+        cf = tensors["cf_vectors"].numpy() if "cf_vectors" in tensors else None
+    elif features_file.is_file():
         feats = torch.from_numpy(np.load(features_file, allow_pickle=False))
         if cf_file.is_file():
             cf = np.load(cf_file, allow_pickle=False)
     else:
-        cache = cache_dir or default_cache_dir(work_dir)
-        item_text = cached_text_features(
-            loaded.model, loaded.name, loaded.tokenizer_json, dataset.item_texts, cache
-        )
+        with phase(f"text features of {dataset.num_items:,} items", say):
+            item_text = cached_text_features(
+                loaded.model, loaded.name, loaded.tokenizer_json, dataset.item_texts, cache
+            )
         train = dataset.train
         user_text = user_mean_features(
             item_text, np.asarray(train.users), np.asarray(train.items), dataset.num_users
         )
         blocks = [np.concatenate([user_text, item_text])]
-        cf = collaborative_features(cfg.model, dataset, cfg.train.seed, cache)
+        with phase(f"CF features {cfg.model.cf_features}", say and cfg.model.cf_features != "none"):
+            cf = collaborative_features(cfg.model, dataset, cfg.train.seed, cache)
         if cf is not None:
             blocks.append(cf)
         feats = node_features(blocks)
@@ -278,9 +295,8 @@ def build_model(
     title_vectors = feats[
         dataset.num_users :, : feats.shape[1] - (0 if cf is None else cf.shape[1])
     ]
-    prior = build_prior(
-        cfg, dataset, work_dir, cf, title_vectors, write, cache_dir or default_cache_dir(work_dir)
-    )
+    with phase(f"score prior {cfg.model.score_prior}", say and cfg.model.score_prior != "none"):
+        prior = build_prior(cfg, dataset, work_dir, cf, title_vectors, write, cache)
     model = GalRecModel(
         backbone,
         external,
@@ -370,25 +386,31 @@ def build_run(cfg: Config, out_dir: Path, write: bool = True, cache_dir: Path | 
         seed=cfg.train.seed,
         sequential=cfg.train.target == "next",
     )
-    return Run(cfg, out_dir, dataset, graph, model, views)
+    return Run(cfg, out_dir, dataset, graph, model, views, tokenizer_json)
 
 
 def open_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
     """Rebuild a finished run from its directory and load its ``best`` (or ``last``) weights."""
-    import yaml
-
     from galrec.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise FileNotFoundError(f"{run_dir} is not a galrec run directory (no config.yaml)")
-    cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
     chosen = run_dir / checkpoint
     if not chosen.is_dir():
         chosen = run_dir / "last"
     if not chosen.is_dir():
         raise FileNotFoundError(f"{run_dir} has no checkpoint (best/ or last/)")
-    run = build_run(cfg, run_dir, write=False)
     tensors, _ = load_checkpoint(chosen)
-    run.model.load_trainable(tensors["trainable"])
+    return load_run(run_dir, tensors["trainable"])
+
+
+def load_run(run_dir: Path, trainable: dict[str, torch.Tensor]) -> Run:
+    """The run of ``run_dir/config.yaml`` with the ``trainable`` tensors loaded, rebuilt
+    without writing into ``run_dir`` (a run directory or an exported folder)."""
+    import yaml
+
+    cfg = config_from_dict(yaml.safe_load((run_dir / "config.yaml").read_text()))
+    run = build_run(cfg, run_dir, write=False)
+    run.model.load_trainable(trainable)
     return run

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,7 @@ from galrec.registry import HISTORY_FILE, RUN_FILE
 CHECKPOINTS = ("last", "best")
 CHANGES_FILE = "config_changes.jsonl"
 
-#: Files and directories a run writes into its directory (galrec.run, galrec.train, and
+#: Files and directories a run writes into its directory (galrec.run, galrec.training, and
 #: galrec.registry for ``galrec compare``); ``overwrite`` deletes exactly these (and the
 #: checkpoints' staging copies), never anything else found there.
 RUN_ENTRIES = (
@@ -38,12 +40,15 @@ RUN_MARKERS = ("config.yaml", *CHECKPOINTS, "metrics.jsonl", "result.json")
 
 #: Config keys a resumed run may change without ``allow_config_change``: none of them changes a
 #: weight or a metric. ``out_dir`` is where the run was (a moved directory resumes);
-#: ``train.progress`` is the progress bar; ``train.log_every`` thins which steps'
-#: records ``metrics.jsonl`` keeps, not their values; ``train.checkpoint_every`` only decides
-#: where a later resume may start (resuming from any checkpoint is bit-identical). Everything
-#: else may change the result (``train.threads`` and ``train.device`` the floating-point
-#: reductions, ``train.steps`` the learning-rate schedule) and needs the flag.
-NEUTRAL_KEYS = frozenset({"out_dir", "train.progress", "train.log_every", "train.checkpoint_every"})
+#: ``train.progress`` is the progress output, ``train.tensorboard`` a copy of the records;
+#: ``train.log_every`` thins which steps' records ``metrics.jsonl`` keeps, not their values;
+#: ``train.checkpoint_every`` only decides where a later resume may start (resuming from any
+#: checkpoint is bit-identical). Everything else may change the result (``train.threads`` and
+#: ``train.device`` the floating-point reductions, ``train.steps`` the learning-rate schedule)
+#: and needs the flag.
+NEUTRAL_KEYS = frozenset(
+    {"out_dir", "train.progress", "train.tensorboard", "train.log_every", "train.checkpoint_every"}
+)
 
 
 class RunDirError(ValueError):
@@ -81,12 +86,36 @@ def holds_run(out_dir: Path) -> bool:
 def clear_run(out_dir: Path) -> list[str]:
     """Delete the galrec-owned entries of ``out_dir``; the names deleted."""
     removed = owned_entries(out_dir)
-    for path in removed:
+    _remove(removed)
+    return [p.name for p in removed]
+
+
+def _remove(paths: list[Path]) -> None:
+    for path in paths:
         if path.is_dir():
             shutil.rmtree(path)
         else:
             path.unlink()
-    return [p.name for p in removed]
+
+
+@contextmanager
+def undone_on_error(out_dir: Path) -> Iterator[None]:
+    """When the block fails, delete the galrec-owned entries it added to ``out_dir`` (and
+    ``out_dir`` itself when the block created it and nothing else is left in it).
+
+    A run that fails while being built (a damaged dataset, an unknown backbone, Ctrl-C during
+    the text features) then leaves its directory as it found it, not a ``config.yaml`` that
+    makes the next attempt "another run" needing ``--overwrite``.
+    """
+    existed = out_dir.exists()
+    before = set(owned_entries(out_dir))
+    try:
+        yield
+    except BaseException:
+        _remove([path for path in owned_entries(out_dir) if path not in before])
+        if not existed and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

@@ -1,4 +1,4 @@
-"""``galrec train``, ``galrec quickstart``, ``galrec recommend``, ``galrec export``.
+"""``galrec train`` and ``galrec quickstart`` (``recommend`` and ``export``: galrec.serve_cli).
 
 torch and transformers are imported inside the commands, so ``galrec --help`` stays fast.
 """
@@ -45,7 +45,7 @@ def config_path(name_or_path: str) -> Path:
     help="YAML file or bundled config name.",
 )
 @click.option(
-    "--out", "out_dir", default=None, help="Run directory (default: the config's out_dir)."
+    "-o", "--out", "out_dir", default=None, help="Run directory (default: the config's out_dir)."
 )
 @click.option(
     "--resume",
@@ -85,25 +85,14 @@ def train_command(
       galrec train --config gal_rec --resume
       torchrun --nproc-per-node 2 -m galrec train --config gal_rec
     """
-    from galrec.config import ConfigError, load_config
+    from galrec.config import load_config
+    from galrec.training import Trainer
 
-    try:
-        cfg = load_config(config_path(config), overrides)
-    except ConfigError as err:
-        raise click.UsageError(str(err)) from err
-    from galrec.backbone import BackboneNotInstalled
-    from galrec.rundir import RunDirError
-    from galrec.train import Trainer
-
-    try:
-        trainer = Trainer(
-            cfg, out_dir or cfg.out_dir, resume=resume, overwrite=overwrite,
-            allow_config_change=allow_config_change,
-        )  # fmt: skip
-    except BackboneNotInstalled as err:
-        raise click.ClickException(str(err)) from err
-    except RunDirError as err:
-        raise Refused(str(err)) from err
+    cfg = load_config(config_path(config), overrides)
+    trainer = Trainer(
+        cfg, out_dir or cfg.out_dir, resume=resume, overwrite=overwrite,
+        allow_config_change=allow_config_change,
+    )  # fmt: skip
     for note in trainer.notes:
         click.echo(note)
     result = trainer.fit()
@@ -113,14 +102,9 @@ def train_command(
         click.echo(f"  {key:12s} {value:.4f}")
 
 
-class Refused(click.ClickException):
-    """A one-line ``Error: ...`` with exit code 2 (click's usage errors add the usage text)."""
-
-    exit_code = 2
-
-
 @click.command("quickstart")
 @click.option(
+    "-o",
     "--out",
     "out_dir",
     default="runs/quickstart",
@@ -154,9 +138,8 @@ def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) ->
       galrec quickstart
       galrec quickstart --backbone tiny-bert --steps 100
     """
-    from galrec.backbone import BackboneNotInstalled
     from galrec.config import load_config
-    from galrec.train import Trainer
+    from galrec.training import Trainer
 
     started = time.perf_counter()
     rows = []
@@ -173,11 +156,8 @@ def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) ->
         click.echo(
             f"== {name}: {Path(str(config_path(name))).read_text().splitlines()[0].lstrip('# ')}"
         )
-        try:
-            trainer = Trainer(cfg, Path(out_dir) / name, overwrite=True)
-            result = trainer.fit()
-        except BackboneNotInstalled as err:
-            raise click.ClickException(str(err)) from err
+        trainer = Trainer(cfg, Path(out_dir) / name, overwrite=True)
+        result = trainer.fit()
         rows.append((name, result.test))
     click.echo("")
     references = reference_rows(trainer.run) if trainer is not None else []
@@ -227,73 +207,4 @@ def format_table(rows: list[tuple[str, dict[str, float]]]) -> str:
     return "\n".join(lines)
 
 
-@click.command("recommend")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--user", "user", required=True, help="The user's raw id (as in the data) or index.")
-@click.option("-k", "k", default=10, show_default=True, help="How many items.")
-def recommend_command(run_dir: str, user: str, k: int) -> None:
-    """Top-K items for one user from a trained run (training items excluded), with titles.
-
-    \b
-    Example:
-      galrec recommend runs/quickstart/gal_rec --user 0 -k 10
-    """
-    import numpy as np
-
-    from galrec.evaluate import UserItemSets, recommend
-    from galrec.run import open_run
-
-    run = open_run(run_dir)
-    data = run.dataset
-    try:
-        index = data.user_index(user)
-    except KeyError:
-        if not user.isdigit() or int(user) >= data.num_users:
-            raise click.BadParameter(f"unknown user {user!r}", param_hint="--user") from None
-        index = int(user)
-    seen = UserItemSets.from_pairs(
-        data.train.users, data.train.items, data.num_users, data.num_items
-    )
-    top = recommend(run.scorer(), np.array([index]), seen, k, device=run.device)[0]
-    click.echo(f"top {k} for user {data.user_ids[index]} (index {index}):")
-    for rank, item in enumerate(top[top >= 0], start=1):
-        click.echo(f"{rank:3d}. {data.item_ids[item]}  {data.item_texts[item]}")
-
-
-@click.command("export")
-@click.argument("run_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", "out_dir", default=None, help="Output directory (default: RUN/export).")
-def export_command(run_dir: str, out_dir: str | None) -> None:
-    """Write user and item embeddings of a trained run as .npy.
-
-    users.npy / items.npy are the scoring space (score = users @ items.T); user_z.npy /
-    item_z.npy the unit representations z of users' hop-1 and items' hop-0 prompts.
-
-    \b
-    Example:
-      galrec export runs/quickstart/gal_rec --out embeddings/
-    """
-    import numpy as np
-    import torch
-
-    from galrec.run import open_run
-
-    run = open_run(run_dir)
-    target = Path(out_dir) if out_dir else Path(run_dir) / "export"
-    target.mkdir(parents=True, exist_ok=True)
-    users = np.arange(run.dataset.num_users)
-    items = np.arange(run.dataset.num_items)
-    with torch.no_grad():
-        h = run.user_states(users)
-        arrays = {
-            "users": run.model.scorer.proj(h),
-            "items": run.model.external.item_matrix(),
-            "user_z": run.representations("user", users, hop=1),
-            "item_z": run.representations("item", items, hop=0),
-        }
-    for name, tensor in arrays.items():
-        np.save(target / f"{name}.npy", tensor.float().cpu().numpy(), allow_pickle=False)
-        click.echo(f"{target / name}.npy  {tuple(tensor.shape)}")
-
-
-COMMANDS = (train_command, quickstart_command, recommend_command, export_command)
+COMMANDS = (train_command, quickstart_command)

@@ -6,8 +6,10 @@ baselines pick their best epoch and stop by the same rule.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
+
+from galrec.progress import Progress
 
 StateT = TypeVar("StateT")
 
@@ -41,12 +43,13 @@ class EarlyStopping(Generic[StateT]):
         return self.runs_without_gain >= self.patience
 
 
-def epoch_range(epochs: int, progress: bool, desc: str) -> Iterable[int]:
-    """Epochs ``1..epochs``, behind a tqdm bar named ``desc`` when ``progress`` (tqdm is
-    imported only then, so it stays an optional dependency)."""
-    numbers = range(1, epochs + 1)
-    if not progress:
-        return numbers
-    from tqdm import tqdm
-
-    return tqdm(numbers, desc=desc, leave=False)
+def epoch_range(epochs: int, progress: bool, desc: str) -> Iterator[int]:
+    """Epochs ``1..epochs``, counted by a galrec.progress bar named ``desc`` when ``progress``
+    (a terminal bar, or a line every 30 s in a log file)."""
+    bar = Progress(epochs, desc=desc, unit="epoch", enabled=progress, leave=False)
+    try:
+        for epoch in range(1, epochs + 1):
+            yield epoch
+            bar.update()
+    finally:
+        bar.close()

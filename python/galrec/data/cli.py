@@ -13,6 +13,8 @@ from typing import Any
 
 import click
 
+from galrec.cli_common import AliasedOption, UserError
+
 FORMAT_CHOICES = ("recbole", "movielens", "amazon", "yelp", "table")
 TEXT_FIELD_CHOICES = ("title", "categories", "brand", "description")
 PROGRESS_MIN_BYTES = 16 << 20
@@ -20,27 +22,14 @@ TAB_NAMES = {"\\t": "\t", "tab": "\t"}
 """Spellings of a tab ``--delimiter`` that survive a shell without $'\\t'."""
 
 
-@contextmanager
-def _reported_errors() -> Iterator[None]:
-    """Turn data errors and bad option values into a one-line message and exit status 1."""
-    from galrec.data.errors import DataError
-
-    try:
-        yield
-    except (DataError, ValueError) as error:
-        raise click.ClickException(" ".join(str(error).split())) from None
-    except OSError as error:  # unreadable input or unwritable output
-        raise click.ClickException(f"{error.filename or ''}: {error.strerror or error}") from None
-
-
 def _refuse_existing(output: Path, overwrite: bool) -> None:
     if output.exists() and not overwrite:
-        raise click.ClickException(f"{output}: already exists (use --overwrite to replace it)")
+        raise UserError(f"{output}: already exists (use --overwrite to replace it)")
 
 
 @contextmanager
 def _progress(inputs: tuple[Path, ...], quiet: bool) -> Iterator[Callable[[int], None] | None]:
-    """A byte-counting progress bar over the inputs when they are large enough to need one."""
+    """Bytes read of the inputs (galrec.progress) when they are large enough to need it."""
     total = sum(
         file.stat().st_size
         for path in inputs
@@ -50,10 +39,13 @@ def _progress(inputs: tuple[Path, ...], quiet: bool) -> Iterator[Callable[[int],
     if quiet or total < PROGRESS_MIN_BYTES:
         yield None
         return
-    from tqdm import tqdm
+    from galrec.progress import Progress
 
-    with tqdm(total=total, unit="B", unit_scale=True, desc="reading", leave=False) as bar:
+    bar = Progress(total, desc="reading", unit="B", unit_scale=True, leave=False)
+    try:
         yield bar.update
+    finally:
+        bar.close()
 
 
 @click.group(name="data")
@@ -73,12 +65,15 @@ def data() -> None:
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @click.option(
     "-o",
-    "--output",
+    "--out",
+    "output",
+    cls=AliasedOption,
+    aliases=("--output",),
     required=True,
     type=click.Path(path_type=Path),
     help="Directory to write the prepared dataset to.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--overwrite", is_flag=True, help="Replace the --out directory if it exists.")
 @click.option(
     "--min-rating",
     type=float,
@@ -125,7 +120,7 @@ def data() -> None:
     "--name",
     default=None,
     help="Dataset name in the manifest; compare reports go to runs/compare/NAME "
-    "(default: the name of OUTPUT).",
+    "(default: the name of the --out directory).",
 )
 @click.option(
     "--user-col",
@@ -212,7 +207,7 @@ def prepare(
     delimiter: str | None,
     quiet: bool,
 ) -> None:
-    """Read INPUTS in FORMAT, filter, split, and write a prepared dataset to OUTPUT.
+    """Read INPUTS in FORMAT, filter, split, and write a prepared dataset to the --out directory.
 
     \b
     FORMAT and its INPUTS:
@@ -232,45 +227,44 @@ def prepare(
     from galrec.data.text import TextOptions
 
     _refuse_existing(output, overwrite)
-    with _reported_errors():
-        name = dataset_name(name, output)
-        options = PrepareOptions(
-            min_rating=min_rating,
-            duplicates=duplicates,  # type: ignore[arg-type]
-            user_core=k_core if user_core is None else user_core,
-            item_core=k_core if item_core is None else item_core,
-            split=SplitOptions(split_method, valid_ratio, test_ratio, seed),  # type: ignore[arg-type]
-            text=TextOptions(
-                fields=tuple(name.strip() for name in text_fields.split(",") if name.strip()),
-                max_chars=max_text_chars,
+    name = dataset_name(name, output)
+    options = PrepareOptions(
+        min_rating=min_rating,
+        duplicates=duplicates,  # type: ignore[arg-type]
+        user_core=k_core if user_core is None else user_core,
+        item_core=k_core if item_core is None else item_core,
+        split=SplitOptions(split_method, valid_ratio, test_ratio, seed),  # type: ignore[arg-type]
+        text=TextOptions(
+            fields=tuple(name.strip() for name in text_fields.split(",") if name.strip()),
+            max_chars=max_text_chars,
+        ),
+    )
+    with _progress(inputs, quiet) as progress:
+        raw = load_source(
+            source_format,
+            inputs,
+            table_columns=TableColumns(
+                user=user_col,
+                item=item_col,
+                timestamp=time_col,
+                rating=rating_col,
+                header=not (no_header or column_names),
+                names=_split_names(column_names),
             ),
+            item_columns=ItemColumns(
+                item=item_id_col,
+                title=title_col,
+                categories=categories_col,
+                brand=brand_col,
+                description=description_col,
+                category_sep=category_sep,
+            ),
+            delimiter=TAB_NAMES.get(delimiter or "", delimiter),
+            progress=progress,
         )
-        with _progress(inputs, quiet) as progress:
-            raw = load_source(
-                source_format,
-                inputs,
-                table_columns=TableColumns(
-                    user=user_col,
-                    item=item_col,
-                    timestamp=time_col,
-                    rating=rating_col,
-                    header=not (no_header or column_names),
-                    names=_split_names(column_names),
-                ),
-                item_columns=ItemColumns(
-                    item=item_id_col,
-                    title=title_col,
-                    categories=categories_col,
-                    brand=brand_col,
-                    description=description_col,
-                    category_sep=category_sep,
-                ),
-                delimiter=TAB_NAMES.get(delimiter or "", delimiter),
-                progress=progress,
-            )
-        raw.name = name
-        dataset = prepare(raw, options)
-        dataset.save(output, overwrite=overwrite)
+    raw.name = name
+    dataset = prepare(raw, options)
+    dataset.save(output, overwrite=overwrite)
     _echo_choices(dataset.info, split_method)
     _echo_saved(dataset, output)
 
@@ -305,12 +299,15 @@ def _echo_choices(info: dict[str, Any], split_method: str) -> None:
 @data.command()
 @click.option(
     "-o",
-    "--output",
+    "--out",
+    "output",
+    cls=AliasedOption,
+    aliases=("--output",),
     required=True,
     type=click.Path(path_type=Path),
     help="Directory to write the generated dataset to.",
 )
-@click.option("--overwrite", is_flag=True, help="Replace OUTPUT if it exists.")
+@click.option("--overwrite", is_flag=True, help="Replace the --out directory if it exists.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--users", type=int, default=400, show_default=True)
 @click.option("--communities", type=int, default=4, show_default=True)
@@ -348,7 +345,7 @@ def generate(
     noise: float,
 ) -> None:
     """Generate the semantic-gap dataset (twins with near-identical titles, each consumed by
-    its own user community) and write it, ground truth included, to OUTPUT.
+    its own user community) and write it, ground truth included, to the --out directory.
 
     \b
     Example:
@@ -357,21 +354,20 @@ def generate(
     from galrec.data.semantic_gap import SemanticGapConfig, generate_semantic_gap
 
     _refuse_existing(output, overwrite)
-    with _reported_errors():
-        config = SemanticGapConfig(
-            num_communities=communities,
-            num_users=users,
-            num_twin_groups=twin_groups,
-            twins_per_group=twins_per_group,
-            num_ordinary_items=ordinary_items,
-            min_interactions=min_interactions,
-            max_interactions=max_interactions,
-            twin_share=twin_share,
-            noise=noise,
-            seed=seed,
-        )
-        dataset = generate_semantic_gap(config)
-        dataset.save(output, overwrite=overwrite)
+    config = SemanticGapConfig(
+        num_communities=communities,
+        num_users=users,
+        num_twin_groups=twin_groups,
+        twins_per_group=twins_per_group,
+        num_ordinary_items=ordinary_items,
+        min_interactions=min_interactions,
+        max_interactions=max_interactions,
+        twin_share=twin_share,
+        noise=noise,
+        seed=seed,
+    )
+    dataset = generate_semantic_gap(config)
+    dataset.save(output, overwrite=overwrite)
     _echo_saved(dataset, output)
 
 
@@ -395,7 +391,10 @@ def _echo_saved(dataset: Any, output: Path) -> None:
 )
 @click.option(
     "-k",
-    "--neighbours",
+    "--k",
+    "neighbours",
+    cls=AliasedOption,
+    aliases=("--neighbours",),
     type=click.IntRange(min=1),
     default=10,
     show_default=True,
@@ -429,13 +428,10 @@ def info(
     from galrec.data.diagnostics import gap_as_dict, semantic_gap, summarize
     from galrec.data.prepared import PreparedDataset
 
-    with _reported_errors():
-        dataset = PreparedDataset.load(directory, verify=not no_verify)
-        embeddings = None if text_embeddings is None else _load_embeddings(text_embeddings, dataset)
-        summary = summarize(dataset)
-        gap = semantic_gap(
-            dataset, sample=sample, k=neighbours, seed=seed, text_embeddings=embeddings
-        )
+    dataset = PreparedDataset.load(directory, verify=not no_verify)
+    embeddings = None if text_embeddings is None else _load_embeddings(text_embeddings, dataset)
+    summary = summarize(dataset)
+    gap = semantic_gap(dataset, sample=sample, k=neighbours, seed=seed, text_embeddings=embeddings)
     if as_json:
         click.echo(json.dumps({**summary, "semantic_gap": gap_as_dict(gap)}, indent=2))
         return
@@ -453,13 +449,13 @@ def _load_embeddings(path: Path, dataset: Any) -> Any:
     try:
         embeddings = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as error:
-        raise click.ClickException(f"{path}: not a readable .npy array: {error}") from None
+        raise UserError(f"{path}: not a readable .npy array: {error}") from None
     if embeddings.ndim != 2 or embeddings.shape[0] != dataset.num_items:
-        raise click.ClickException(
+        raise UserError(
             f"{path}: expected shape ({dataset.num_items}, dim), found {embeddings.shape}"
         )
     if not np.issubdtype(embeddings.dtype, np.floating) or not np.isfinite(embeddings).all():
-        raise click.ClickException(f"{path}: embeddings must be finite floats")
+        raise UserError(f"{path}: embeddings must be finite floats")
     return embeddings
 
 

@@ -18,6 +18,7 @@ import os
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from galrec._optional import require
 from galrec.checkpoint import (
     load_checkpoint,
     optimizer_from_tensors,
@@ -40,9 +42,10 @@ from galrec.model import autocast
 from galrec.momentum import MomentumEncoder
 from galrec.objective import BatchIds, enqueue_keys, objective, plan_views
 from galrec.pipeline import BatchSource, Prefetcher, Tokens, TrainBatch, concat_views, head_rows
+from galrec.progress import Progress
 from galrec.queue import TypedQueues
 from galrec.run import Run, build_run
-from galrec.rundir import Claim, RunDirError, claim_run_dir
+from galrec.rundir import Claim, RunDirError, claim_run_dir, undone_on_error
 
 
 @dataclass
@@ -112,7 +115,8 @@ class Trainer:
 
         ``resume``, ``overwrite``, ``allow_config_change``: how to take over a run directory
         that holds a run (galrec.rundir.claim_run_dir; raises RunDirError when refused). With
-        ``resume`` the checkpoint is loaded here; ``notes`` says what was found.
+        ``resume`` the checkpoint is loaded here; ``notes`` says what was found. A build that
+        fails takes back what it wrote to the run directory (galrec.rundir.undone_on_error).
         """
         self.cfg = cfg
         self.out_dir = Path(out_dir or cfg.out_dir)
@@ -122,9 +126,17 @@ class Trainer:
         self.dist = init_distributed(self.device)
         if self.device.type == "cuda" and self.dist.world_size > 1:
             self.device = torch.device("cuda", self.dist.rank % torch.cuda.device_count())
+        if cfg.train.tensorboard and self.dist.is_main:
+            require("tensorboard", "train.tensorboard=true")  # before the run directory is used
         claim = self._claim(resume, overwrite, allow_config_change)
         self.resumed = claim.checkpoint is not None
         self.notes = claim.notes
+        with undone_on_error(self.out_dir) if self.dist.is_main else nullcontext():
+            self._build(claim.checkpoint, cache_dir)
+
+    def _build(self, checkpoint: Path | None, cache_dir: Path | None) -> None:
+        """Run, model, optimizer, queues and batch source; the ``checkpoint``'s state loaded."""
+        cfg = self.cfg
         seed_everything(cfg.train.seed)
         self.plan = plan_views(cfg.loss)
         self.run: Run = build_run(cfg, self.out_dir, write=self.dist.is_main, cache_dir=cache_dir)
@@ -156,8 +168,8 @@ class Trainer:
         self.best_step = -1
         self.stale_validations = 0
         self.history: list[dict[str, Any]] = []
-        if claim.checkpoint is not None:
-            self.load(claim.checkpoint)
+        if checkpoint is not None:
+            self.load(checkpoint)
 
     def _claim(self, resume: bool, overwrite: bool, allow_config_change: bool) -> Claim:
         """Rank 0 checks and prepares the run directory; every rank gets its answer (or error)."""
@@ -282,15 +294,15 @@ class Trainer:
     def fit(self) -> TrainResult:
         """Train to ``train.steps`` (or early stop), validating and checkpointing on the way;
         a resumed trainer continues from its checkpoint's step."""
-        from tqdm.auto import tqdm
-
         cfg = self.cfg.train
-        logger = MetricsLogger(self.out_dir, self.dist.is_main, self.step if self.resumed else None)
+        logger = MetricsLogger(
+            self.out_dir, self.dist.is_main, self.step if self.resumed else None, cfg.tensorboard
+        )
         accum = cfg.grad_accum
         prefetch = Prefetcher(self.source, self.step * accum, cfg.steps * accum)
-        bar = tqdm(
-            total=cfg.steps, initial=self.step, desc=self.cfg.name, unit="step", dynamic_ncols=True,
-            disable=not (cfg.progress and self.dist.is_main),
+        bar = Progress(
+            cfg.steps, initial=self.step, desc=self.cfg.name, unit="step",
+            enabled=cfg.progress and self.dist.is_main,
         )  # fmt: skip
         wait_total = compute_total = 0.0
         stop = self._patience_spent()  # a run resumed after its early stop stays stopped
@@ -310,7 +322,7 @@ class Trainer:
                 compute_total += elapsed
                 world = self.dist.world_size
                 record = {
-                    "step": self.step, "lr": self.scheduler.get_last_lr()[0],
+                    "lr": float(self.scheduler.get_last_lr()[0]),
                     "prompts_per_s": stats.pop("prompts") * world / elapsed,
                     "tokens_per_s": stats.pop("tokens") * world / elapsed,
                     "data_wait_share": wait / elapsed,
@@ -320,11 +332,8 @@ class Trainer:
                     record["queue_fill_user"] = self.queues.user.filled / self.queues.user.size
                     record["queue_fill_item"] = self.queues.item.filled / self.queues.item.size
                 if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                    logger.log(record)
-                bar.update(1)
-                bar.set_postfix(
-                    loss=f"{stats['loss']:.3f}", wait=f"{wait_total / compute_total:.1%}"
-                )
+                    logger.log(self.step, "train", record)
+                bar.update(loss=f"{stats['loss']:.3f}", wait=f"{wait_total / compute_total:.1%}")
                 if cfg.eval_every > 0 and (
                     self.step % cfg.eval_every == 0 or self.step == cfg.steps
                 ):
@@ -344,9 +353,8 @@ class Trainer:
             split="valid", ks=(self.cfg.train.eval_k,), users=self._validation_users
         )
         key = f"ndcg@{self.cfg.train.eval_k}"
-        record = {"step": self.step, **{f"valid/{k}": v for k, v in metrics.items()}}
-        self.history.append(record)
-        logger.log(record)
+        self.history.append({"step": self.step, **{f"valid/{k}": v for k, v in metrics.items()}})
+        logger.log(self.step, "valid", metrics)
         if metrics[key] > self.best_metric:
             self.best_metric, self.best_step, self.stale_validations = metrics[key], self.step, 0
             if self.dist.is_main:
@@ -371,7 +379,7 @@ class Trainer:
             self.out_dir, self.step, self.best_step, self.best_metric, valid, test, self.history
         )
         if self.dist.is_main:
-            logger.log({"step": self.step, **{f"test/{k}": v for k, v in test.items()}})
+            logger.log(self.step, "test", test)
             summary = {
                 "name": self.cfg.name, "steps": self.step, "best_step": self.best_step,
                 "best_metric": self.best_metric, "valid": valid, "test": test,
@@ -423,14 +431,23 @@ class Trainer:
 
 
 class MetricsLogger:
-    """Per-step records to ``metrics.jsonl`` and, when installed, TensorBoard (rank 0 only)."""
+    """Records to ``metrics.jsonl`` and, with ``train.tensorboard``, TensorBoard (rank 0 only).
 
-    def __init__(self, out_dir: Path, enabled: bool, resumed_step: int | None) -> None:
+    A record is ``{"step", "time", "elapsed_s", "<tag>/<name>": value ...}`` with the tag
+    ``train`` (loss terms, lr, throughput, queue fill), ``valid`` or ``test``; TensorBoard gets
+    the same ``<tag>/<name>`` scalars. ``time`` is UNIX seconds, ``elapsed_s`` the seconds since
+    training started (counted on from the last kept record when resumed).
+    """
+
+    def __init__(
+        self, out_dir: Path, enabled: bool, resumed_step: int | None, tensorboard: bool = False
+    ) -> None:
         """``resumed_step``: keep the records up to this step (a resumed run), else start anew;
         the final test records are dropped even at that step, since the resumed run writes them
-        again."""
+        again. ``tensorboard``: also write ``out_dir/tensorboard`` (needs the extra)."""
         self.file = None
         self.tb = None
+        self.started = time.time()
         if not enabled:
             return
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -438,32 +455,41 @@ class MetricsLogger:
         kept = []
         if resumed_step is not None and path.is_file():
             kept = [line for line in path.open() if _before(json.loads(line), resumed_step)]
+        if kept:
+            self.started -= float(json.loads(kept[-1]).get("elapsed_s", 0.0))
         staged = path.with_name(f"{path.name}.tmp")  # a kill here must not lose the records
         staged.write_text("".join(kept))
         staged.replace(path)
         self.file = open(path, "a")  # noqa: SIM115
-        try:
-            from torch.utils.tensorboard import SummaryWriter
+        if tensorboard:
+            self.tb = tensorboard_writer(out_dir / "tensorboard")
 
-            self.tb = SummaryWriter(str(out_dir / "tensorboard"))
-        except ImportError:  # tensorboard is optional
-            self.tb = None
-
-    def log(self, record: dict[str, Any]) -> None:
-        if self.file is None:
-            return
-        self.file.write(json.dumps(record) + "\n")
-        self.file.flush()
+    def log(self, step: int, tag: str, values: dict[str, float]) -> None:
+        """Write ``values`` of ``step`` under ``tag`` (train, valid, test)."""
+        now = time.time()
+        record: dict[str, Any] = {"step": step, "time": now, "elapsed_s": now - self.started}
+        record.update({f"{tag}/{name}": value for name, value in values.items()})
+        if self.file is not None:
+            self.file.write(json.dumps(record) + "\n")
+            self.file.flush()
         if self.tb is not None:
-            for key, value in record.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.tb.add_scalar(key, value, record["step"])
+            for name, value in values.items():
+                self.tb.add_scalar(f"{tag}/{name}", value, step, walltime=now)
 
     def close(self) -> None:
         if self.file is not None:
             self.file.close()
         if self.tb is not None:
             self.tb.close()
+
+
+def tensorboard_writer(directory: Path) -> Any:
+    """A TensorBoard SummaryWriter on ``directory``; a one-line error naming the extra to
+    install when tensorboard is missing."""
+    require("tensorboard", "train.tensorboard=true")
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(directory))
 
 
 def _before(record: dict[str, Any], step: int) -> bool:
