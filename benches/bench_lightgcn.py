@@ -4,8 +4,7 @@ Every mini-batch propagates over the whole graph, so a fixed batch of 4,096 edge
 O(edges^2 / 4096); ``LightGCNConfig.max_propagations`` (default 32) lets the batch grow with the
 graph so that an epoch is a bounded number of propagations, O(edges). Graphs: Zipf item
 popularity (``galrec.graph.generate_power_law``), 20 edges per user, at 50k, 250k and 1M edges
-(20x). Then the default LightGCN on the 1M-edge graph trained to early stop on a held-out edge
-per user: the wall time a user waits.
+(20x).
 
     .venv/bin/python -m pytest benches/bench_lightgcn.py --benchmark-only -s
 
@@ -45,24 +44,3 @@ def test_lightgcn_epoch(benchmark, throughput, size: str, batching: str) -> None
     )
     name = f"LightGCN epoch, {size} edges, {batching} batch ({torch.get_num_threads()} thr)"
     throughput[name] = (benchmark.stats.stats.median, "s/epoch")
-
-
-def test_lightgcn_to_early_stop_at_1m_edges(benchmark, throughput) -> None:
-    """The compare defaults (lr 1e-2, batch 4,096 bounded to 32 propagations, validation every 5
-    epochs, patience 5) on 1M edges; validation: each user's last edge, held out."""
-    users, items, num_users, num_items = _edges(SIZES["1M"])
-    last = np.zeros(num_users, dtype=np.int64)
-    last[users] = np.arange(len(users))  # the last edge of each user in the shuffled order
-    held_out = np.zeros(len(users), dtype=bool)
-    held_out[last] = True
-    config = LightGCNConfig(batch_size=4096, lr=1e-2)
-    result = benchmark.pedantic(
-        fit_lightgcn,
-        args=(users[~held_out], items[~held_out], num_users, num_items, config),
-        kwargs={"valid": (users[held_out], items[held_out])},
-        rounds=1,
-    )
-    throughput[f"LightGCN 1M edges to early stop ({torch.get_num_threads()} thr)"] = (
-        result.seconds,
-        f"s ({len(result.history)} epochs, best {result.best_epoch})",
-    )
