@@ -255,14 +255,9 @@ class Recommender:
             scores = self._history_scores(history).float().cpu()
         if exclude_seen:
             scores[torch.from_numpy(history)] = -torch.inf
-        kept = min(k, len(scores))
-        top_scores, top_items = torch.topk(scores, kept)
-        top_items[~torch.isfinite(top_scores)] = -1
-        items_out = np.full((1, k), -1, dtype=np.int64)
-        scores_out = np.full((1, k), -np.inf, dtype=np.float32)
-        items_out[0, :kept] = top_items.numpy()
-        scores_out[0, :kept] = top_scores.numpy()
-        return self._lists(None, items_out, scores_out)
+        from galrec.evaluate import top_of_scores
+
+        return self._lists(None, *top_of_scores(scores[None], k))
 
     def _history_scores(self, items: np.ndarray) -> torch.Tensor:
         """Scores [num_items] of a new user with history ``items`` (indices, oldest first)."""

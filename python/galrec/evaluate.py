@@ -346,7 +346,6 @@ def top_k(
     users = np.asarray(users, dtype=np.int64)
     chunk = chunk_size or default_chunk_size(num_items)
     exclude_t = None if exclude is None else _device_sets(exclude, dev)
-    kept = min(k, num_items)
     out = np.full((len(users), k), -1, dtype=np.int64)
     out_scores = np.full((len(users), k), -np.inf, dtype=np.float32)
     with torch.no_grad():
@@ -355,11 +354,22 @@ def top_k(
             scores = _score_chunk(scorer, users_t, num_items, dev)
             if exclude_t is not None:
                 scores[_rows_of(exclude_t, users_t)] = -torch.inf
-            top_scores, top_items = torch.topk(scores, kept, dim=1)
-            top_items[~torch.isfinite(top_scores)] = -1
-            out[start : start + len(users_t), :kept] = top_items.cpu().numpy()
-            out_scores[start : start + len(users_t), :kept] = top_scores.cpu().numpy()
+            rows = slice(start, start + len(users_t))
+            out[rows], out_scores[rows] = top_of_scores(scores, k)
     return out, out_scores
+
+
+def top_of_scores(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The top-``k`` of each row of ``scores`` [n, num_items], masked entries set to -inf: item
+    indices ``[n, k]`` (int64, -1 past the finite scores) and their scores (float32, -inf)."""
+    kept = min(k, scores.shape[1])
+    items = np.full((scores.shape[0], k), -1, dtype=np.int64)
+    values = np.full((scores.shape[0], k), -np.inf, dtype=np.float32)
+    top_scores, top_items = torch.topk(scores, kept, dim=1)
+    top_items[~torch.isfinite(top_scores)] = -1
+    items[:, :kept] = top_items.cpu().numpy()
+    values[:, :kept] = top_scores.float().cpu().numpy()
+    return items, values
 
 
 def rank_users(
@@ -549,4 +559,5 @@ __all__ = [
     "scorer_for_split",
     "split_sets",
     "top_k",
+    "top_of_scores",
 ]
