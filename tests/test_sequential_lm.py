@@ -3,6 +3,7 @@ never leak into prompts, the multi-target L0, and a fused score that starts as t
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -363,3 +364,57 @@ def test_no_lm_trains_nothing_and_scores_the_validation_calibrated_prior(tmp_pat
     users = torch.arange(trainer.run.dataset.num_users)
     expected = prior.log_scale.exp() * (cf.user_vectors @ cf.item_vectors.T)
     assert torch.allclose(trainer.run.scorer().score_users(users), expected, atol=1e-5)
+
+
+def test_term_scale_is_the_cross_entropy_optimum_and_zero_for_a_harmful_term():
+    from galrec.prior import fit_term_scale
+
+    gen = torch.Generator().manual_seed(0)
+    base = torch.randn(200, 30, generator=gen)
+    items = torch.randint(0, 30, (200,), generator=gen)
+    helpful = torch.randn(200, 30, generator=gen)
+    helpful[torch.arange(200), items] += 2.0  # points at the held-out items
+    scale = fit_term_scale(base, helpful, items)
+
+    def loss(s: float) -> float:
+        return float(F.cross_entropy(base + s * helpful, items))
+
+    assert scale > 0.1
+    assert loss(scale) <= min(loss(scale * 0.9), loss(scale * 1.1), loss(0.0))
+    # A grid over s agrees with Newton's optimum.
+    grid = torch.linspace(0, 3 * scale, 301).tolist()
+    assert abs(min(grid, key=loss) - scale) <= 3 * scale / 300 + 1e-6
+    harmful = -helpful
+    assert fit_term_scale(base, harmful, items) == 0.0
+    seen = torch.zeros(200, 30, dtype=torch.bool)
+    seen[:, 0] = items != 0  # masked items drop out of the softmax, as evaluation masks them
+    masked = fit_term_scale(base, helpful, items, seen)
+    logits = (base + masked * helpful).masked_fill(seen, float("-inf"))
+    nudged = (base + 1.1 * masked * helpful).masked_fill(seen, float("-inf"))
+    assert float(F.cross_entropy(logits, items)) <= float(F.cross_entropy(nudged, items))
+
+
+def test_calibrated_lm_term_trains_alone_and_joins_the_prior_at_its_fitted_weight(tmp_path):
+    from galrec.training import Trainer
+
+    common = (
+        "train.target=next", "model.score_prior=cf", "model.cf_epochs=5", "train.steps=4",
+        "train.eval_every=2", "model.lm_fusion=calibrated",
+    )  # fmt: skip
+    trainer = Trainer(tiny_config(tmp_path / "cal", "gal_rec", *common))
+    model = trainer.model
+    h = torch.randn(3, model.backbone.hidden_size)
+    states = model.prior.user_states(torch.arange(3), "valid")
+    model.train()  # training scores are the LM's own term: the prior is not added
+    lm_only = model.item_scores(h, states)
+    assert torch.allclose(lm_only, model.scorer(h, model.external.item_matrix()))
+    trainer.fit()
+    records = [json.loads(line) for line in (tmp_path / "cal" / "metrics.jsonl").open()]
+    scales = [r["valid/lm_scale"] for r in records if "valid/lm_scale" in r]
+    assert len(scales) == 3 and all(s >= 0 for s in scales)  # steps 0, 2 and 4
+    model.eval()
+    fused = model.item_scores(h, states)
+    expected = model.lm_scale * model.scorer(h, model.external.item_matrix()) + model.prior(states)
+    assert torch.allclose(fused, expected, atol=1e-5)
+    # The fitted weight travels with the checkpoint the run keeps.
+    assert "lm_scale" in model.trainable_state()

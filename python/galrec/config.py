@@ -95,6 +95,12 @@ class ModelConfig:
     lm_score: bool = True
     """False switches the language model's contribution to the score off (``W`` stays zero):
     the prior alone, the ablation that shows what the LM adds."""
+    lm_fusion: str = _choice("residual", "residual", "calibrated")
+    """How the LM's term joins the prior. ``residual``: added at weight 1 and trained on top of
+    the prior (L0's training scores include it). ``calibrated``: L0 trains the LM's term on its
+    own, and at each validation its weight next to the prior is fitted on the validation users
+    (the lowest cross-entropy of their validation items, as the prior's scales are), so it
+    counts only as far as it ranks held-out items; saved with the checkpoint."""
     head_dim: int = 128
 
 

@@ -46,6 +46,8 @@ def autocast(device: torch.device, precision: str = "auto") -> torch.autocast:
 class GalRecModel(nn.Module):
     """Maps token batches (with ID positions) to pooled states h and representations z."""
 
+    lm_scale: torch.Tensor
+
     def __init__(
         self,
         backbone: Backbone,
@@ -54,6 +56,7 @@ class GalRecModel(nn.Module):
         id_tokens: bool,
         prior: ScorePrior | None = None,
         lm_score: bool = True,
+        lm_fusion: str = "residual",
     ) -> None:
         super().__init__()
         self.backbone = backbone
@@ -63,8 +66,23 @@ class GalRecModel(nn.Module):
         self.id_tokens = id_tokens
         self.prior = prior
         self.lm_score = lm_score
+        self.lm_fusion = lm_fusion
+        # The weight of the LM's term next to the prior (``model.lm_fusion``): 1 for a
+        # residual; for ``calibrated`` fitted on validation users (galrec.prior.fit_term_scale)
+        # and saved with the trainable weights.
+        self.register_buffer("lm_scale", torch.ones(()))
         if prior is not None:  # the LM's term starts at zero: step 0 ranks like the prior
             nn.init.zeros_(self.scorer.proj.weight)
+
+    @property
+    def calibrates_lm_term(self) -> bool:
+        """Whether the LM's term trains on its own and joins the prior at a calibrated weight."""
+        return self.prior is not None and self.lm_score and self.lm_fusion == "calibrated"
+
+    @property
+    def trains_with_prior(self) -> bool:
+        """Whether L0's training scores include the prior (a residual LM term) or not."""
+        return self.prior is not None and not self.calibrates_lm_term
 
     def forward(
         self,
@@ -97,15 +115,17 @@ class GalRecModel(nn.Module):
         """L0 scores of pooled user states against every item, [B, num_items], in fp32.
 
         ``<W h_u, E_i>``, plus the prior's ``exp(a) <p_u, q_i>`` when the model has one (then
-        ``prior_states`` must give the users' ``p_u``, from ``prior.user_states``).
+        ``prior_states`` must give the users' ``p_u``, from ``prior.user_states``). With
+        ``lm_fusion=calibrated`` the LM's term trains alone (training mode: no prior) and is
+        weighted by ``lm_scale`` next to the prior otherwise.
         """
         with torch.autocast(h_users.device.type, enabled=False):
             scores = self.scorer(h_users.float(), self.external.item_matrix().float())
-            if self.prior is not None:
-                if prior_states is None:
-                    raise ValueError("the score prior needs the users' prior states")
-                scores = scores + self.prior(prior_states)
-        return scores
+            if self.prior is None or (self.training and not self.trains_with_prior):
+                return scores
+            if prior_states is None:
+                raise ValueError("the score prior needs the users' prior states")
+            return self.lm_scale * scores + self.prior(prior_states)
 
     def freeze_unused(self, loss: LossConfig) -> None:
         """Freeze the parts no enabled term trains (DDP needs a gradient for every trainable)."""
@@ -121,7 +141,7 @@ class GalRecModel(nn.Module):
 
     def load_trainable(self, state: dict[str, torch.Tensor]) -> None:
         """Load tensors saved from :meth:`trainable_state` (names must all exist)."""
-        params = dict(self.named_parameters())
+        params = {**dict(self.named_parameters()), "lm_scale": self.lm_scale}
         unknown = sorted(set(state) - set(params))
         if unknown:
             raise KeyError(f"checkpoint holds tensors this model lacks: {unknown[:5]}")
@@ -130,5 +150,9 @@ class GalRecModel(nn.Module):
                 params[name].copy_(tensor)
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        """Every trainable tensor by name (adapters, projector, residual, heads)."""
-        return {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+        """Every trainable tensor by name (adapters, projector, residual, heads), and the LM
+        term's calibrated weight when it has one."""
+        state = {n: p.detach() for n, p in self.named_parameters() if p.requires_grad}
+        if self.calibrates_lm_term:
+            state["lm_scale"] = self.lm_scale.detach()
+        return state

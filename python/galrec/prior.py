@@ -260,6 +260,51 @@ class ScorePrior(nn.Module):
         return scales.exp().tolist()
 
 
+def fit_term_scale(
+    base: torch.Tensor,
+    term: torch.Tensor,
+    items: torch.Tensor,
+    seen: torch.Tensor | None = None,
+    max_iter: int = 50,
+) -> float:
+    """The weight ``s >= 0`` under which ``base + s * term`` best explains (row, item) pairs:
+    the lowest softmax cross-entropy of ``items`` (``seen`` marks items left out of the
+    softmax). How a separately trained term joins the calibrated prior (``model.lm_fusion``).
+
+    The loss is convex in ``s``, so projected Newton steps (halved until the loss falls) find
+    the optimum; ``s = 0`` when the term only hurts.
+    """
+    base, term = base.float(), term.float()
+    if seen is not None:
+        base = base.masked_fill(seen, float("-inf"))
+        term = term.masked_fill(seen, 0.0)
+    rows = torch.arange(len(items), device=items.device)
+    target_base, target_term = base[rows, items], term[rows, items]
+
+    def loss(scale: float) -> float:
+        logits = base + scale * term
+        return float((logits.logsumexp(1) - (target_base + scale * target_term)).mean())
+
+    scale, current = 0.0, loss(0.0)
+    for _ in range(max_iter):
+        p = torch.softmax(base + scale * term, dim=1)
+        mean = (p * term).sum(1)
+        grad = float((mean - target_term).mean())
+        curvature = float(((p * term * term).sum(1) - mean * mean).mean())
+        step = grad / curvature if curvature > 1e-12 else grad
+        while True:
+            candidate = max(0.0, scale - step)
+            value = loss(candidate)
+            if value <= current or abs(step) < 1e-9:
+                break
+            step /= 2
+        done = abs(candidate - scale) <= 1e-6 * (1.0 + scale)
+        scale, current = candidate, min(value, current)
+        if done:
+            break
+    return scale
+
+
 def fit_sasrec_prior(
     dataset: Any, seed: int, epochs: int, cache_dir: Path, run_file: Path | None
 ) -> Any:

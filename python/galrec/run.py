@@ -145,6 +145,33 @@ class Run:
             scorer, self.dataset, split=split, ks=ks, device=self.device, users=users
         ).metrics
 
+    @torch.no_grad()
+    def calibrate_lm_term(self, scorer: LMScorer, users: np.ndarray | None = None) -> float:
+        """Fit the LM term's weight next to the prior (``model.lm_fusion=calibrated``) on the
+        validation pairs of ``users`` (None: all), training items masked as evaluation masks
+        them; sets ``model.lm_scale`` and returns it. ``scorer`` keeps the users' encodings
+        for the evaluation that follows."""
+        from galrec.evaluate import split_sets
+        from galrec.prior import fit_term_scale
+
+        model = self.model
+        if model.prior is None:
+            raise ValueError("only a model with a score prior calibrates its LM term")
+        pairs_users = np.asarray(self.dataset.valid.users, dtype=np.int64)
+        pairs_items = np.asarray(self.dataset.valid.items, dtype=np.int64)
+        if users is not None:
+            keep = np.isin(pairs_users, users)
+            pairs_users, pairs_items = pairs_users[keep], pairs_items[keep]
+        seen = split_sets(self.dataset, "valid")[1].mask(pairs_users, int(self.dataset.num_items))
+        ids = torch.from_numpy(pairs_users).to(self.device)
+        base = model.prior(model.prior.user_states(ids, "valid"))
+        term = scorer.lm_scores(pairs_users.tolist())
+        scale = fit_term_scale(
+            base, term, torch.from_numpy(pairs_items).to(self.device), seen.to(self.device)
+        )
+        model.lm_scale.fill_(scale)
+        return scale
+
     def validation_users(self) -> np.ndarray | None:
         """The fixed, seeded sample of ``train.eval_users`` validation users that training
         validates on (None: all of them, when there are no more than that)."""
@@ -228,16 +255,21 @@ class LMScorer:
             prior_scores = prior(prior.user_states(ids_t, self.split))
             if not self.run.model.lm_score:  # W is zero: no prompt to encode
                 return prior_scores.to(users.device)
+        scores = self.lm_scores(ids)
+        if prior_scores is not None:
+            scores = self.run.model.lm_scale * scores + prior_scores
+        return scores.to(users.device)
+
+    @torch.no_grad()
+    def lm_scores(self, ids: list[int]) -> torch.Tensor:
+        """The LM's own term ``<W h_u, E_i>`` [len(ids), num_items], unweighted (each user's
+        prompt encoded once per scorer)."""
         missing = sorted({u for u in ids if u not in self._user_vectors})
         if missing:
             h = self.run.user_states(np.asarray(missing, dtype=np.int64), self.split)
             vectors = self.run.model.scorer.proj(h).float()
             self._user_vectors.update(zip(missing, vectors, strict=True))
-        stacked = torch.stack([self._user_vectors[u] for u in ids])
-        scores = stacked @ self.items.T
-        if prior_scores is not None:
-            scores = scores + prior_scores
-        return scores.to(users.device)
+        return torch.stack([self._user_vectors[u] for u in ids]) @ self.items.T
 
 
 def build_model(
@@ -304,6 +336,7 @@ def build_model(
         cfg.model.id_tokens,
         prior=prior,
         lm_score=cfg.model.lm_score,
+        lm_fusion=cfg.model.lm_fusion,
     )
     return model, loaded.tokenizer_json
 

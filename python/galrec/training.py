@@ -199,7 +199,7 @@ class Trainer:
         key_rows = self.cfg.loss.contrastive_batch or ids.users.shape[0]
         prior = self.model.prior
         prior_states = None
-        if prior is not None and score_rows > 0:
+        if prior is not None and score_rows > 0 and self.model.trains_with_prior:
             prior_states = prior.user_states(ids.users, "train", ids.cut)
         with autocast(self.device, self.cfg.train.precision):
             online = self._encode_online(views, score_rows, prior_states)
@@ -349,12 +349,16 @@ class Trainer:
 
     def _validate(self, logger: MetricsLogger) -> bool:
         """Validate; keep the best checkpoint; True when early stopping says stop."""
+        scorer = self.run.scorer()
+        logged: dict[str, float] = {}
+        if self.model.calibrates_lm_term:
+            logged["lm_scale"] = self.run.calibrate_lm_term(scorer, self._validation_users)
         metrics = self.run.evaluate(
-            split="valid", ks=(self.cfg.train.eval_k,), users=self._validation_users
+            split="valid", ks=(self.cfg.train.eval_k,), scorer=scorer, users=self._validation_users
         )
         key = f"ndcg@{self.cfg.train.eval_k}"
         self.history.append({"step": self.step, **{f"valid/{k}": v for k, v in metrics.items()}})
-        logger.log(self.step, "valid", metrics)
+        logger.log(self.step, "valid", {**metrics, **logged})
         if metrics[key] > self.best_metric:
             self.best_metric, self.best_step, self.stale_validations = metrics[key], self.step, 0
             if self.dist.is_main:
