@@ -12,17 +12,28 @@ Steps, each failing loudly:
    checks the version and build info and runs a small sampling + prompt-assembly job;
 5. ``galrec --help``, ``galrec --version`` and ``python -m galrec --help`` through the installed
    entry points;
-6. with ``--sdist``: the sdist is built too and pip builds a wheel from it, which must hold the
+6. the model carries away: a tiny GAL-Rec run trained by the galrec of the interpreter running
+   this script (the build venv, with the tests' tiny configs), exported with ``galrec export
+   --format hf`` and deleted, is loaded by the wheel in a second fresh venv (no system
+   site-packages) where pip installs it with its ``[models]`` extra; from an empty directory,
+   offline, ``wheel_smoke_model.py`` checks ``galrec.load(folder)`` recommends what the run did
+   for a user and for a new history (``--no-model`` skips this). The extra's distributions
+   (torch, transformers, peft and what they need, never galrec) are borrowed from the build
+   venv through a ``.pth`` file and pip installs with ``--no-index``: PyPI's file host sends no
+   cache headers through this workplace's network, so pip caches nothing, and downloading
+   torch with its CUDA wheels again took 37 minutes here;
+7. with ``--sdist``: the sdist is built too and pip builds a wheel from it, which must hold the
    same files as the wheel built from the tree (the sdist is complete).
 
-Usage (repository root):  python scripts/wheel_smoke.py [--wheel-dir DIR] [--sdist]
+Usage (repository root):  python scripts/wheel_smoke.py [--wheel-dir DIR] [--sdist] [--no-model]
 Runs on Linux, macOS and Windows with Python 3.10+; needs maturin (``galrec[dev]``) to build and,
-on Linux, auditwheel to audit.
+on Linux, auditwheel to audit; the model stage needs galrec with its test dependencies here.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import re
 import shutil
@@ -35,6 +46,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 JOB = Path(__file__).resolve().with_name("wheel_smoke_job.py")
+MODEL_JOB = Path(__file__).resolve().with_name("wheel_smoke_model.py")
 # The only runtime dependencies the smoke environment gets: galrec's light core.
 LIGHT_DEPS = ("numpy", "click")
 # A command line: strings and paths, stringified when run.
@@ -178,6 +190,94 @@ def run_entry_points(python: Path, galrec_exe: Path, version: str, workdir: Path
     log(f"entry points ok: {version_text}")
 
 
+def borrow_model_dependencies(wheel: Path, target: Path) -> int:
+    """Link into ``target`` the distributions of this interpreter (the build venv) that the
+    wheel's ``galrec[models]`` requires, transitively, and nothing else (galrec is not among
+    them). Markers are evaluated for this interpreter, which the model venv is made from.
+    Returns how many distributions are linked."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    def needed(requires: list[str], extras: frozenset[str]) -> list[tuple[Requirement, str]]:
+        """The requirements that apply with ``extras`` (and none), by their canonical name."""
+        applying = []
+        for text in requires:
+            req = Requirement(text)
+            if req.marker is None or any(req.marker.evaluate({"extra": e}) for e in extras):
+                applying.append((req, canonicalize_name(req.name)))
+        return applying
+
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = archive.read(name).decode().splitlines()
+    requires = [
+        line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")
+    ]
+    pending = needed(requires, frozenset({"", "models"}))
+    seen: set[tuple[str, frozenset[str]]] = set()
+    found: dict[str, metadata.Distribution] = {}
+    while pending:
+        req, key = pending.pop()
+        extras = frozenset({"", *req.extras})
+        if (key, extras) in seen:
+            continue
+        seen.add((key, extras))
+        try:
+            found[key] = metadata.distribution(req.name)
+        except metadata.PackageNotFoundError:
+            message = f"[wheel-smoke] this venv lacks {req}, which galrec[models] needs"
+            raise SystemExit(message) from None
+        pending += needed(found[key].requires or [], extras)
+    target.mkdir()
+    for dist in found.values():
+        for top in {file.parts[0] for file in dist.files or []}:
+            if top in ("..", "__pycache__") or top.endswith(".pth"):
+                continue  # scripts outside site-packages, caches, path hooks
+            if not (target / top).exists():
+                (target / top).symlink_to(Path(str(dist.locate_file(top))))
+    return len(found)
+
+
+def check_model_carries_away(wheel: Path, tmp: Path) -> None:
+    """Step 6: train and export here, delete the run, serve the export from the wheel."""
+    started = time.perf_counter()
+    run_dir, folder = tmp / "model-run", tmp / "carried" / "gal_rec"
+    expected = tmp / "expected.json"
+    run([sys.executable, MODEL_JOB, "train", run_dir, expected], cwd=REPO)
+    export = ["export", run_dir, "--format", "hf", "--out", folder]
+    run([sys.executable, "-m", "galrec", *export], cwd=REPO)
+    shutil.rmtree(run_dir)  # the folder alone must serve
+    trained = time.perf_counter()
+    venv = tmp / "venv-models"
+    run([sys.executable, "-m", "venv", venv])
+    python, _ = venv_paths(venv)
+    borrowed = tmp / "borrowed"
+    count = borrow_model_dependencies(wheel, borrowed)
+    site = run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"]).strip()
+    (Path(site) / "galrec-smoke-borrowed.pth").write_text(f"{borrowed}\n")
+    log(f"{count} distributions that galrec[models] needs are borrowed from {sys.prefix}")
+    pip: Command = [python, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+    # the venv's own setuptools (old, from ensurepip up to Python 3.11) would shadow the
+    # borrowed one that torch requires
+    run([*pip, "uninstall", "--yes", "setuptools"])
+    # pip resolves the extra against the borrowed ones: nothing is downloaded, a missing one fails
+    run([*pip, "install", "--no-index", f"{wheel}[models]"])
+    installed = time.perf_counter()
+    workdir = tmp / "work-models"
+    workdir.mkdir()
+    job = workdir / MODEL_JOB.name
+    shutil.copy(MODEL_JOB, job)
+    offline = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    sys.stdout.write(run([python, "-I", job, "serve", folder, expected], cwd=workdir, env=offline))
+    log(
+        f"model carried away in {time.perf_counter() - started:.0f} s (train + export "
+        f"{trained - started:.0f} s, venv with galrec[models] {installed - trained:.0f} s, "
+        f"serve {time.perf_counter() - installed:.0f} s)"
+    )
+
+
 def check_sdist_builds(sdist: Path, python: Path, wheel_names: list[str], out: Path) -> None:
     """pip builds a wheel from the sdist alone, holding the same files as the tree's wheel."""
     started = time.perf_counter()
@@ -213,10 +313,20 @@ def main() -> None:
     parser.add_argument(
         "--python", default=sys.executable, help="base interpreter of the smoke venv"
     )
+    parser.add_argument(
+        "--no-model",
+        action="store_true",
+        help="skip the model stage (training and serving an exported model; needs torch)",
+    )
     args = parser.parse_args()
     if args.sdist and args.wheel_dir is not None:
         parser.error(
             "--sdist checks a fresh build of this tree; it does not combine with --wheel-dir"
+        )
+    if not args.no_model and importlib.util.find_spec("galrec") is None:
+        parser.error(
+            "the model stage trains with the galrec of this interpreter (the build venv: "
+            "pip install -e '.[dev]'); run it with that python, or pass --no-model"
         )
 
     started = time.perf_counter()
@@ -247,6 +357,8 @@ def main() -> None:
         shutil.copy(JOB, job)
         sys.stdout.write(run([python, "-I", job, "--version", version], cwd=workdir))
         run_entry_points(python, galrec_exe, version, workdir)
+        if not args.no_model:
+            check_model_carries_away(wheel, tmp)
 
         if args.sdist:
             sdist = only_file(dist, "galrec-*.tar.gz")

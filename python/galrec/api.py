@@ -20,6 +20,7 @@ import torch
 if TYPE_CHECKING:
     from galrec.config import Config
     from galrec.data import ItemColumns, PreparedDataset, PrepareOptions, TableColumns
+    from galrec.data.formats import TableData
     from galrec.evaluate import EvalResult, Scorer
     from galrec.run import Run
     from galrec.training import TrainResult
@@ -39,8 +40,8 @@ SERVE_SPLIT = "test"
 
 
 def prepare(
-    source_format: str,
-    inputs: str | Path | Sequence[str | Path],
+    source_format: str | TableData,
+    inputs: str | Path | TableData | Sequence[str | Path | TableData] | None = None,
     output: str | Path | None = None,
     *,
     options: PrepareOptions | None = None,
@@ -54,15 +55,30 @@ def prepare(
     them as ``galrec data prepare`` does, and save the result in ``output`` when given.
 
     ``options`` (:class:`galrec.data.PrepareOptions`) holds the rating threshold, k-core, split
-    and text options; ``table_columns`` / ``item_columns`` map the columns of ``table`` files.
+    and text options; ``table_columns`` / ``item_columns`` map the columns of ``table`` inputs.
+    The ``table`` format also reads tables in memory, a pandas DataFrame or a pyarrow Table,
+    column by column as it reads files (no file is written): ``prepare("table", [df, items_df])``
+    or, for interactions alone, ``prepare(df, output=...)``.
     """
     from galrec.data import load_source
     from galrec.data import prepare as prepare_raw
+    from galrec.data.formats import is_table_data
 
-    paths = [Path(inputs)] if isinstance(inputs, str | Path) else [Path(p) for p in inputs]
+    if not isinstance(source_format, str):
+        if not is_table_data(source_format) or inputs is not None:
+            raise TypeError(
+                "prepare(source_format, inputs, output): the first argument is a format name, "
+                "or a DataFrame / pyarrow Table alone (prepare(df, output=...)); an item table "
+                "goes with prepare('table', [df, items], output)"
+            )
+        source_format, inputs = "table", source_format
+    if inputs is None:
+        raise TypeError(f"prepare({source_format!r}, ...) needs inputs: files or tables")
+    if isinstance(inputs, str | Path) or is_table_data(inputs):
+        inputs = [inputs]
     raw = load_source(
         source_format,
-        paths,
+        list(inputs),
         table_columns=table_columns,
         item_columns=item_columns,
         delimiter=delimiter,
@@ -401,7 +417,9 @@ class LanguageModelRecommender(Recommender):
             replaced["external.residual.weight"] = residual
         with autocast(self.device, run.cfg.train.precision):
             h = functional_call(model, replaced, args=(), kwargs=tokens)[0].float()
-        return scores + (model.scorer.proj(h) @ external.item_matrix().float().T)[0]
+        return (
+            scores + model.lm_scale * (model.scorer.proj(h) @ external.item_matrix().float().T)[0]
+        )
 
     def _fold_in(self, item_features: torch.Tensor) -> torch.Tensor:
         """A new user's feature row: each block (text ``t``, then CF ``c`` when the run has

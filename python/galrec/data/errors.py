@@ -13,8 +13,10 @@ class DataFormatError(DataError):
     """A source file does not have the expected format.
 
     ``line`` is 1-based (the header is line 1 of a delimited file; for Parquet ``unit`` is
-    "row" and it counts data rows); ``line`` and ``field`` are ``None`` where the problem is not
-    tied to one line (a missing file, an unknown format).
+    "row" and it counts data rows; for a table in memory ``unit`` is "0-based row", the position
+    ``df.iloc`` takes); ``line`` and ``field`` are ``None`` where the problem is not tied to one
+    line (a missing file, an unknown format). ``source`` names an input that is no file (``path``
+    None), such as a pandas DataFrame.
     """
 
     def __init__(
@@ -25,8 +27,10 @@ class DataFormatError(DataError):
         message: str,
         *,
         unit: str = "line",
+        source: str | None = None,
     ) -> None:
         self.path = Path(path) if path is not None else None
+        self.source = source
         self.line = line
         self.unit = unit
         self.field = field
@@ -34,7 +38,7 @@ class DataFormatError(DataError):
         super().__init__(self._render())
 
     def _render(self) -> str:
-        where = [str(self.path) if self.path is not None else "<input>"]
+        where = [str(self.path) if self.path is not None else self.source or "<input>"]
         if self.line is not None:
             where.append(f"{self.unit} {self.line}")
         if self.field is not None:

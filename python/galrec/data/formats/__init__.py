@@ -10,7 +10,13 @@ from galrec.data.formats._io import ProgressFn
 from galrec.data.formats.amazon import load_amazon
 from galrec.data.formats.movielens import load_movielens
 from galrec.data.formats.recbole import load_recbole
-from galrec.data.formats.table import ItemColumns, TableColumns, load_table
+from galrec.data.formats.table import (
+    ItemColumns,
+    TableColumns,
+    TableData,
+    is_table_data,
+    load_table,
+)
 from galrec.data.formats.yelp import load_yelp
 from galrec.data.raw import RawDataset
 
@@ -27,6 +33,8 @@ __all__ = [
     "FORMATS",
     "ItemColumns",
     "TableColumns",
+    "TableData",
+    "is_table_data",
     "load_amazon",
     "load_movielens",
     "load_recbole",
@@ -38,25 +46,44 @@ __all__ = [
 
 def load_source(
     format_name: str,
-    inputs: Sequence[str | Path],
+    inputs: Sequence[str | Path | TableData],
     *,
     table_columns: TableColumns | None = None,
     item_columns: ItemColumns | None = None,
     delimiter: str | None = None,
     progress: ProgressFn | None = None,
 ) -> RawDataset:
-    """Load ``inputs`` with the loader named ``format_name`` (a key of :data:`FORMATS`)."""
-    paths = [Path(path) for path in inputs]
-    where = paths[0] if paths else None
+    """Load ``inputs`` with the loader named ``format_name`` (a key of :data:`FORMATS`). The
+    ``table`` format also takes tables in memory (a pandas DataFrame or a pyarrow Table)."""
+    in_memory = [is_table_data(value) for value in inputs]
+    where = None if not inputs or in_memory[0] else Path(inputs[0])
     if format_name not in FORMATS:
         raise DataFormatError(
             where, None, None, f"unknown format {format_name!r}; known: {', '.join(FORMATS)}"
         )
     most = 1 if format_name in ("recbole", "movielens") else 2
-    if not 1 <= len(paths) <= most:
+    if not 1 <= len(inputs) <= most:
         raise DataFormatError(
-            where, None, None, f"format {format_name!r} takes 1 to {most} inputs, got {len(paths)}"
+            where, None, None, f"format {format_name!r} takes 1 to {most} inputs, got {len(inputs)}"
         )
+    if format_name == "table":
+        return load_table(
+            inputs[0],
+            table_columns,
+            items=inputs[1] if len(inputs) > 1 else None,
+            item_columns=item_columns,
+            delimiter=delimiter,
+            progress=progress,
+        )
+    if any(in_memory):
+        raise DataFormatError(
+            where,
+            None,
+            None,
+            f"format {format_name!r} reads files; a DataFrame or pyarrow Table is read with "
+            "format 'table'",
+        )
+    paths = [Path(path) for path in inputs]
     second = paths[1] if len(paths) > 1 else None
     if format_name == "recbole":
         return load_recbole(paths[0], progress)
@@ -64,13 +91,4 @@ def load_source(
         return load_movielens(paths[0], progress)
     if format_name == "amazon":
         return load_amazon(paths[0], second, progress=progress)
-    if format_name == "yelp":
-        return load_yelp(paths[0], second, progress=progress)
-    return load_table(
-        paths[0],
-        table_columns,
-        items=second,
-        item_columns=item_columns,
-        delimiter=delimiter,
-        progress=progress,
-    )
+    return load_yelp(paths[0], second, progress=progress)

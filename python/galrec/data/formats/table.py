@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from galrec.data.errors import DataFormatError
 from galrec.data.formats._delimited import (
@@ -30,6 +32,10 @@ from galrec.data.raw import InteractionBuilder, RawDataset
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.parquet as pq
+
+TableData: TypeAlias = Any
+"""A table in memory: a pyarrow ``Table`` or a pandas ``DataFrame`` (pandas is optional, so the
+type is not spelled out); :func:`is_table_data` tells one from a path."""
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
 TAB_SUFFIXES = (".tsv", ".tab")
@@ -139,24 +145,77 @@ def _suffix(path: Path) -> str:
 
 @dataclass(frozen=True)
 class Table:
-    """An opened table: its column names and, for a text file, how its lines split."""
+    """An opened table: its column names and where its rows come from: a text file (``dialect``
+    says how its lines split), a Parquet file, or a table in memory (``data``, which errors name
+    ``source`` and count rows from 0, as ``df.iloc`` does; ``path`` is then None)."""
 
-    path: Path
+    path: Path | None
     names: tuple[str, ...]
-    dialect: Dialect | None  # None: Parquet
+    dialect: Dialect | None = None  # None: Parquet, or a table in memory
+    data: TableData = None
+    source: str | None = None
 
     @property
     def header_line(self) -> int | None:
-        """The line naming the columns (1), or None: Parquet, or a file without a header."""
+        """The line naming the columns (1), or None: Parquet, in memory, or no header line."""
         return 1 if self.dialect is not None and self.dialect.skip_lines else None
+
+    def error(
+        self, line: int | None, field: str | None, message: str, *, unit: str = "line"
+    ) -> DataFormatError:
+        """A :class:`DataFormatError` naming this table."""
+        return DataFormatError(self.path, line, field, message, unit=unit, source=self.source)
+
+    def row_error(self, row: int, field: str, message: str) -> DataFormatError:
+        """An error at data row ``row`` (0-based) of Parquet (named 1-based) or memory."""
+        if self.data is not None:
+            return self.error(row, field, message, unit="0-based row")
+        return self.error(row + 1, field, message, unit="row")
+
+    def option(self, role: str, value: str | None = None) -> str:
+        """How a caller names the column of ``role``: the command's option for a file, the
+        :class:`TableColumns` field for a table in memory (only the Python API takes one)."""
+        if self.data is not None:
+            return f"TableColumns({role}={value!r})" if value else f"TableColumns({role}=...)"
+        return f"{OPTION_OF_ROLE[role]} {value}" if value else OPTION_OF_ROLE[role]
 
     def read(
         self, fields: Mapping[str, Kind], progress: ProgressFn | None = None
     ) -> Iterator[dict[str, Any]]:
         """Blocks of the requested columns, validated by their kinds."""
+        if self.data is not None:
+            return _read_arrow(self, _arrow_of_memory(self, fields).to_batches(1 << 16), fields)
+        assert self.path is not None  # a file
         if self.dialect is None:
-            return _read_parquet(self.path, fields, progress)
+            return _read_parquet(self, self.path, fields, progress)
         return read_delimited(self.path, self.dialect, fields, progress)
+
+
+def is_table_data(value: object) -> bool:
+    """Whether ``value`` is a table in memory (:data:`TableData`), not a path. pandas is looked
+    up only if it was imported: a DataFrame cannot exist without it."""
+    import pyarrow as pa
+
+    pandas = sys.modules.get("pandas")
+    return isinstance(value, pa.Table) or (
+        pandas is not None and isinstance(value, pandas.DataFrame)
+    )
+
+
+def open_table_data(data: TableData, what: str = "") -> Table:
+    """A table in memory, named in errors "DataFrame" or "pyarrow Table" after ``what`` (e.g.
+    "item"). A DataFrame's column labels are read as strings; its index is not read."""
+    import pyarrow as pa
+
+    arrow = isinstance(data, pa.Table)
+    source = f"{what} {'pyarrow Table' if arrow else 'DataFrame'}".strip()
+    names = tuple(str(label) for label in (data.column_names if arrow else data.columns))
+    repeated = sorted(name for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise DataFormatError(
+            None, None, None, f"column names repeat: {', '.join(repeated)}", source=source
+        )
+    return Table(None, names, data=data, source=source)
 
 
 def open_table(
@@ -227,21 +286,18 @@ def resolve_columns(table: Table, columns: TableColumns) -> dict[str, str]:
             if _normalised(name) in aliases and name not in given_columns
         ]
         if len(matches) > 1:
-            raise DataFormatError(
-                table.path,
+            raise table.error(
                 table.header_line,
                 None,
-                f"ambiguous {role} column: {', '.join(matches)} all fit; "
-                f"pass {OPTION_OF_ROLE[role]}",
+                f"ambiguous {role} column: {', '.join(matches)} all fit; pass {table.option(role)}",
             )
         if matches:
             chosen[role] = matches[0]
         elif role in ("user", "item"):
-            raise DataFormatError(
-                table.path,
+            raise table.error(
                 table.header_line,
                 None,
-                f"no {role} column: found {', '.join(table.names)}; pass {OPTION_OF_ROLE[role]}",
+                f"no {role} column: found {', '.join(table.names)}; pass {table.option(role)}",
             )
     return chosen
 
@@ -256,37 +312,79 @@ def _parquet_file(path: Path) -> pq.ParquetFile:
         raise DataFormatError(path, None, None, f"not a readable Parquet file: {error}") from None
 
 
+def _require_fields(table: Table, fields: Mapping[str, Kind]) -> None:
+    """Raise an error naming the first requested column that ``table`` lacks, and its columns."""
+    for name in fields:
+        if name not in table.names:
+            has = "the table has" if table.data is not None else "the file has"
+            raise table.error(None, name, f"missing column; {has}: {', '.join(table.names)}")
+
+
 def _read_parquet(
-    path: Path, fields: Mapping[str, Kind], progress: ProgressFn | None
+    table: Table, path: Path, fields: Mapping[str, Kind], progress: ProgressFn | None
 ) -> Iterator[dict[str, Any]]:
     """Blocks of a Parquet file, validated by the same rules as text files (rows are named)."""
     import pyarrow as pa
 
-    table = _parquet_file(path)
-    names = table.schema_arrow.names
-    for name in fields:
-        if name not in names:
-            raise DataFormatError(
-                path, None, name, f"missing column; the file has: {', '.join(names)}"
-            )
-    first_row = 0
-    groups_done = 0
+    parquet = _parquet_file(path)
+    _require_fields(table, fields)
+    rows = 0
+    done = 0
+
+    def report(batch: pa.RecordBatch) -> None:
+        nonlocal rows, done
+        rows += batch.num_rows
+        if progress is not None and parquet.metadata.num_row_groups:
+            now = round(path.stat().st_size * rows / max(parquet.metadata.num_rows, 1))
+            progress(now - done)
+            done = now
+
     try:
-        for batch in table.iter_batches(batch_size=1 << 16, columns=list(fields)):
-            yield {
-                name: _parquet_column(path, name, batch.column(name), kind, first_row)
-                for name, kind in fields.items()
-            }
-            first_row += batch.num_rows
-            if progress is not None and table.metadata.num_row_groups:
-                done = round(path.stat().st_size * first_row / max(table.metadata.num_rows, 1))
-                progress(done - groups_done)
-                groups_done = done
+        batches = parquet.iter_batches(batch_size=1 << 16, columns=list(fields))
+        yield from _read_arrow(table, batches, fields, report)
     except (pa.ArrowException, *READ_ERRORS) as error:  # corrupt pages, failed reads
         raise read_error(path, error) from None
 
 
-def _parquet_column(path: Path, name: str, column: pa.Array, kind: Kind, first_row: int) -> Any:
+def _arrow_of_memory(table: Table, fields: Mapping[str, Kind]) -> pa.Table:
+    """The requested columns of a table in memory as a pyarrow Table. A DataFrame's columns are
+    converted one by one (NaN, None and NaT become nulls), so a column Arrow cannot hold (mixed
+    types in an object column) is named."""
+    import pyarrow as pa
+
+    _require_fields(table, fields)
+    data = table.data
+    if isinstance(data, pa.Table):
+        return data.select(list(fields))
+    labels = dict(zip(table.names, data.columns, strict=True))
+    columns = {}
+    for name in fields:
+        try:
+            columns[name] = pa.Array.from_pandas(data[labels[name]])
+        except (pa.ArrowException, TypeError, ValueError) as error:
+            raise table.error(None, name, f"cannot be read as an Arrow column: {error}") from None
+    return pa.table(columns)
+
+
+def _read_arrow(
+    table: Table,
+    batches: Iterable[pa.RecordBatch],
+    fields: Mapping[str, Kind],
+    report: Callable[[pa.RecordBatch], None] | None = None,
+) -> Iterator[dict[str, Any]]:
+    """Blocks of Arrow record batches (Parquet, memory), validated like text files' columns."""
+    first_row = 0
+    for batch in batches:
+        yield {
+            name: _arrow_column(table, name, batch.column(name), kind, first_row)
+            for name, kind in fields.items()
+        }
+        first_row += batch.num_rows
+        if report is not None:
+            report(batch)
+
+
+def _arrow_column(table: Table, name: str, column: pa.Array, kind: Kind, first_row: int) -> Any:
     """``column`` cast to strings (ids, texts) or float seconds (numbers, times), then validated
     by :func:`convert_column`; a column of the wrong type or a bad value is named."""
     import pyarrow as pa
@@ -294,6 +392,8 @@ def _parquet_column(path: Path, name: str, column: pa.Array, kind: Kind, first_r
 
     numeric = kind in NUMERIC_KINDS
     try:
+        if pa.types.is_dictionary(column.type):  # pandas categoricals, dictionary-encoded files
+            column = column.dictionary_decode()
         if numeric and (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)):
             column = pc.cast(column, pa.timestamp("s"), safe=False).cast(pa.int64())
         if kind is Kind.TIME and (
@@ -309,33 +409,38 @@ def _parquet_column(path: Path, name: str, column: pa.Array, kind: Kind, first_r
             )
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
         wanted = {Kind.ID: "ids (strings or integers)", Kind.TEXT: "text"}.get(kind, "numbers")
-        raise DataFormatError(
-            path, None, name, f"column type {column.type} cannot be read as {wanted}: {error}"
+        raise table.error(
+            None, name, f"column type {column.type} cannot be read as {wanted}: {error}"
         ) from None
     try:
         return convert_column(cast, kind)
     except BadValue as bad:
-        raise DataFormatError(path, first_row + bad.row + 1, name, bad.reason, unit="row") from None
+        raise table.row_error(first_row + bad.row, name, bad.reason) from None
 
 
 def load_table(
-    interactions: Path,
+    interactions: Path | TableData,
     columns: TableColumns | None = None,
     *,
-    items: Path | None = None,
+    items: Path | TableData | None = None,
     item_columns: ItemColumns | None = None,
     delimiter: str | None = None,
     progress: ProgressFn | None = None,
 ) -> RawDataset:
-    """Load interactions (and optionally item texts) from tables with named columns.
+    """Load interactions (and optionally item texts) from tables with named columns: files, or
+    tables in memory (:data:`TableData`) read by the same rules, never written to a file.
 
     ``RawDataset.columns`` records the source column of each role, found or given.
     """
     columns = columns or TableColumns()
-    interactions = Path(interactions)
-    table = open_table(
-        interactions, delimiter=delimiter, header=columns.header, names=columns.names
-    )
+    if is_table_data(interactions):
+        table = open_table_data(interactions)
+        if not columns.header:
+            raise table.error(None, None, "names its columns; header/names are for CSV/TSV files")
+    else:
+        table = open_table(
+            Path(interactions), delimiter=delimiter, header=columns.header, names=columns.names
+        )
     chosen = resolve_columns(table, columns)
     kinds = {"user": Kind.ID, "item": Kind.ID, "timestamp": Kind.TIME, "rating": Kind.NUMBER}
     fields = {column: kinds[role] for role, column in chosen.items()}
@@ -350,26 +455,33 @@ def load_table(
                 block[rating] if rating else None,
             )
     except DataFormatError as error:
-        raise _found_by_name(error, chosen, columns) from None
-    sources = [interactions]
+        raise _found_by_name(error, table, chosen, columns) from None
+    sources = [] if table.path is None else [table.path]
     records = {}
     if items is not None:
-        items = Path(items)
-        sources.append(items)
+        if is_table_data(items):
+            item_table = open_table_data(items, "item")
+        else:
+            items = Path(items)
+            item_table = open_table(items, delimiter=delimiter)
+            sources.append(items)
         item_columns = item_columns or ItemColumns()
         item_id = item_columns.item or chosen["item"]
         text_columns = item_columns.text_columns()
         item_fields = {item_id: Kind.ID, **dict.fromkeys(text_columns.values(), Kind.TEXT)}
-        blocks = open_table(items, delimiter=delimiter).read(item_fields, progress)
         records = collect_item_records(
-            blocks, item_id, text_columns, builder.items.id_set(), item_columns.split_categories
+            item_table.read(item_fields, progress),
+            item_id,
+            text_columns,
+            builder.items.id_set(),
+            item_columns.split_categories,
         )
-    name = interactions.name.split(".")[0]
+    name = "table" if table.path is None else table.path.name.split(".")[0]
     return builder.build(name, sources, records, has_timestamps=time is not None, columns=chosen)
 
 
 def _found_by_name(
-    error: DataFormatError, chosen: Mapping[str, str], columns: TableColumns
+    error: DataFormatError, table: Table, chosen: Mapping[str, str], columns: TableColumns
 ) -> DataFormatError:
     """``error``, saying so when its column was taken as time or rating by its name alone."""
     for role in ("timestamp", "rating"):
@@ -379,7 +491,8 @@ def _found_by_name(
                 error.line,
                 error.field,
                 f"{error.message} (taken as the {role} column by its name; "
-                f"pass {OPTION_OF_ROLE[role]} {NO_COLUMN} to ignore it)",
+                f"pass {table.option(role, NO_COLUMN)} to ignore it)",
                 unit=error.unit,
+                source=error.source,
             )
     return error
