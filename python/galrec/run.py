@@ -151,18 +151,12 @@ class Run:
         validation pairs of ``users`` (None: all), training items masked as evaluation masks
         them; sets ``model.lm_scale`` and returns it. ``scorer`` keeps the users' encodings
         for the evaluation that follows."""
-        from galrec.evaluate import split_sets
         from galrec.prior import fit_term_scale
 
         model = self.model
         if model.prior is None:
             raise ValueError("only a model with a score prior calibrates its LM term")
-        pairs_users = np.asarray(self.dataset.valid.users, dtype=np.int64)
-        pairs_items = np.asarray(self.dataset.valid.items, dtype=np.int64)
-        if users is not None:
-            keep = np.isin(pairs_users, users)
-            pairs_users, pairs_items = pairs_users[keep], pairs_items[keep]
-        seen = split_sets(self.dataset, "valid")[1].mask(pairs_users, int(self.dataset.num_items))
+        pairs_users, pairs_items, seen = validation_pairs(self.dataset, users)
         ids = torch.from_numpy(pairs_users).to(self.device)
         base = model.prior(model.prior.user_states(ids, "valid"))
         term = scorer.lm_scores(pairs_users.tolist())
@@ -347,6 +341,23 @@ def default_cache_dir(work_dir: Path) -> Path:
     return work_dir.parent / ".galrec-cache"
 
 
+def validation_pairs(
+    dataset: Any, users: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """The validation split's (user, item) pairs, of ``users`` only when given, and their
+    training items as a mask [pairs, num_items]: what the prior's scales and the LM term's
+    weight are calibrated on, masked as evaluation masks."""
+    from galrec.evaluate import split_sets
+
+    pair_users = np.asarray(dataset.valid.users, dtype=np.int64)
+    pair_items = np.asarray(dataset.valid.items, dtype=np.int64)
+    if users is not None:
+        keep = np.isin(pair_users, users)
+        pair_users, pair_items = pair_users[keep], pair_items[keep]
+    seen = split_sets(dataset, "valid")[1].mask(pair_users, int(dataset.num_items))
+    return pair_users, pair_items, seen
+
+
 def build_prior(
     cfg: Config,
     dataset: Any,
@@ -359,7 +370,6 @@ def build_prior(
     """The score prior ``model.score_prior`` names (parts joined by ``+``), its scales
     calibrated on the validation split (each user's validation item against all items, the
     training items masked as evaluation masks them; galrec.prior) and then fixed."""
-    from galrec.evaluate import split_sets
 
     if cfg.model.score_prior == "none":
         return None
@@ -388,10 +398,9 @@ def build_prior(
             )
             parts.append(SequentialPart(model, dataset))
     prior = ScorePrior(parts)
-    valid_users = np.asarray(dataset.valid.users, dtype=np.int64)
-    items = torch.from_numpy(np.asarray(dataset.valid.items, dtype=np.int64))
-    seen = split_sets(dataset, "valid")[1].mask(valid_users, int(dataset.num_items))
-    prior.calibrate(prior.user_states(torch.from_numpy(valid_users), "valid"), items, seen)
+    valid_users, items, seen = validation_pairs(dataset)
+    states = prior.user_states(torch.from_numpy(valid_users), "valid")
+    prior.calibrate(states, torch.from_numpy(items), seen)
     prior.log_scale.requires_grad_(False)
     return prior
 
