@@ -4,7 +4,7 @@ the time goes.
     .venv/bin/python -m pytest benches/bench_eval.py --benchmark-only -s
 
 Each round is one ``Run.evaluate(split="test")`` with a fresh scorer (so every user's prompt is
-encoded again): ``galrec.evaluate.evaluate`` over every test user, scored by the run's
+encoded again): ``galrec.evaluation.evaluate.evaluate`` over every test user, scored by the run's
 ``LMScorer`` against all items, training and validation items masked, top-k and metrics. The
 time is split, by wrapping the run's own methods, into
 - encode: the users' hop-1 prompts, assembled (Rust) and run through the language model
@@ -39,10 +39,9 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from galrec.config import load_config
-from galrec.evaluate import split_sets
-from galrec.train_cli import config_path
-from galrec.training import Trainer
+from galrec.config import config_path, load_config
+from galrec.evaluation.evaluate import split_sets
+from galrec.training.trainer import Trainer
 
 ROUNDS = int(os.environ.get("GALREC_BENCH_ROUNDS", "3"))
 TINY_STEPS = int(os.environ.get("GALREC_BENCH_EVAL_STEPS", "20"))

@@ -3,8 +3,8 @@
 Every mini-batch propagates over the whole graph, so a fixed batch of 4,096 edges makes an epoch
 O(edges^2 / 4096); ``LightGCNConfig.max_propagations`` (default 32) lets the batch grow with the
 graph so that an epoch is a bounded number of propagations, O(edges). Graphs: Zipf item
-popularity (``galrec.graph.generate_power_law``), 20 edges per user, at 50k, 250k and 1M edges
-(20x).
+popularity (``galrec.graph.generator.generate_power_law``), 20 edges per user, at 50k, 250k and 1M
+edges (20x).
 
     .venv/bin/python -m pytest benches/bench_lightgcn.py --benchmark-only -s
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 from galrec.baselines import LightGCNConfig, fit_lightgcn
-from galrec.graph import generate_power_law
+from galrec.graph.generator import generate_power_law
 
 SIZES = {"50k": 50_000, "250k": 250_000, "1M": 1_000_000}
 #: One epoch of the fixed batch at 1M edges takes over a minute: a single round there.

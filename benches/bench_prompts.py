@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from galrec.prompts import PromptAssembler, PromptTemplates, build_text_store, load_tokenizer
+from galrec.graph.prompts import PromptAssembler, PromptTemplates, build_text_store, load_tokenizer
 
 NUM_PROMPTS = int(os.environ.get("GALREC_BENCH_PROMPTS", "100000"))
 NUM_USERS = 20_000

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from galrec import BipartiteGraph
-from galrec.graph import generate_power_law
+from galrec.graph.generator import generate_power_law
 
 NUM_USERS, NUM_ITEMS = 200_000, 100_000
 NUM_EDGES = int(os.environ.get("GALREC_BENCH_EDGES", 10_000_000))

@@ -34,9 +34,8 @@ import pytest
 import torch
 from bench_lightgcn import _edges
 from galrec.baselines import LightGCNConfig, fit_lightgcn
-from galrec.config import load_config
-from galrec.train_cli import config_path
-from galrec.training import Trainer
+from galrec.config import config_path, load_config
+from galrec.training.trainer import Trainer
 
 ROUNDS = int(os.environ.get("GALREC_BENCH_ROUNDS", "2"))
 STEPS = int(os.environ.get("GALREC_BENCH_THREAD_STEPS", "2"))

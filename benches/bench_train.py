@@ -12,18 +12,18 @@ Backbones: a tiny in-code BERT (always) and the pip-installed MiniLM (skipped if
 with the packaged ``gal_rec`` config as it is (the quick start trains it so too).
 
 MFU = achieved matmul FLOP/s of the steps / the FLOP/s of a plain ``torch.matmul`` of the
-model's own shapes measured in the same run. The numerator: ``galrec.flops`` counts each step's
-matmuls from the model's shapes and the real (padded) size of every view's batch: forward and
+model's own shapes measured in the same run. The numerator: ``galrec.training.flops`` counts each
+step's matmuls from the model's shapes and the real (padded) size of every view's batch: forward and
 backward of the online views (frozen base weights: input gradients only; LoRA, heads,
 projector, scorer: weight and input gradients; attention over each view's padded length),
 the momentum key views forward only, L0's scores against every item and the score prior, the
-InfoNCE logits; model FLOPs, no recomputation (the full convention is galrec/flops.py's
+InfoNCE logits; model FLOPs, no recomputation (the full convention is galrec/training/flops.py's
 docstring). Steps are timed end to end (data wait, optimizer and momentum update included).
 The denominator: ``[M, hidden] x [hidden, hidden]`` and ``[M, hidden] x [hidden, intermediate]``
 (M = rows x padded length of the step's largest view, the L0 user view), their combined rate
 (the FLOPs of one of each over the time of one of each), best of 5 trials (2 for
 emulated bf16); in fp32, and in bf16, which is labelled "emulated" where the CPU has no native bf16
-(``galrec.model.cpu_supports_bf16()``: no AVX512-BF16/AMX) and is then no reference for MFU.
+(``galrec.model.gal_rec.cpu_supports_bf16()``: no AVX512-BF16/AMX) and is then no reference for MFU.
 Steps run at the precision ``train.precision=auto`` resolves to (printed).
 
 For a quick look: ``GALREC_BENCH_QUICK=1`` (1 block of 2 steps per mode) and
@@ -43,12 +43,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from galrec.config import load_config
-from galrec.flops import ModelShape, count_flops, model_shape, padded_tokens, step_views
-from galrec.model import cpu_supports_bf16, resolve_precision
-from galrec.pipeline import Prefetcher, TrainBatch
-from galrec.train_cli import config_path
-from galrec.training import Trainer
+from galrec.config import config_path, load_config
+from galrec.model.gal_rec import cpu_supports_bf16, resolve_precision
+from galrec.training.flops import ModelShape, count_flops, model_shape, padded_tokens, step_views
+from galrec.training.pipeline import Prefetcher, TrainBatch
+from galrec.training.trainer import Trainer
 
 QUICK = os.environ.get("GALREC_BENCH_QUICK", "") not in ("", "0")
 OVERRIDES = [

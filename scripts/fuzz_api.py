@@ -33,7 +33,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
-from galrec.prompts import PromptTemplates
+from galrec.graph.prompts import PromptTemplates
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
@@ -339,7 +339,7 @@ def check_batch(batch, max_length: int, pad_to_max_length: bool) -> None:
 
 def fuzz_assemble(outcomes: Outcomes) -> Fuzzer:
     from galrec import BipartiteGraph
-    from galrec.prompts import PromptAssembler, build_text_store, load_tokenizer
+    from galrec.graph.prompts import PromptAssembler, build_text_store, load_tokenizer
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
     from prompt_fixtures import TRICKY_TITLES, train_wordpiece

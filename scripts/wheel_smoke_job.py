@@ -137,7 +137,7 @@ def sample_graph(workdir: Path) -> tuple[galrec.BipartiteGraph, list[tuple[Any, 
 
 def assemble_prompts(workdir: Path, graph: galrec.BipartiteGraph, hops: list[Any]) -> None:
     """Assemble hop-0/1/2 user prompts from the samples and check ids, masks and node ids."""
-    from galrec import prompts
+    from galrec.graph import prompts
 
     templates = prompts.PromptTemplates()
     texts = [

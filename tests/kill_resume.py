@@ -5,9 +5,9 @@ uninterrupted run: torch.equal on every tensor group of ``last/`` and ``best/`` 
 included), the same state.json, metrics (timings aside) and result.json, and no stale
 checkpoint copy left.
 
-Kill points: ``<point>:<n>`` is galrec.checkpoint's ``GALREC_KILL_AT`` hook (the process kills
-itself at that point of its n-th checkpoint write); ``step:<k>`` is a kill from outside as soon
-as step k's metrics record appears, which lands wherever the run then is (a step, a validation,
+Kill points: ``<point>:<n>`` is galrec.training.checkpoint's ``GALREC_KILL_AT`` hook (the process
+kills itself at that point of its n-th checkpoint write); ``step:<k>`` is a kill from outside as
+soon as step k's metrics record appears, which lands wherever the run then is (a step, a validation,
 a write). Every run is a fork of this process, which imports torch once and computes nothing
 with it before the last run, so a run costs seconds, not an interpreter start.
 
@@ -29,11 +29,11 @@ import traceback
 from pathlib import Path
 
 # Imported here, before the forks, so that no run imports them again:
-import galrec.backbone
-import galrec.training  # noqa: F401
+import galrec.model.backbone
+import galrec.training.trainer  # noqa: F401
 import torch
-from galrec.checkpoint import KILL_POINTS, load_checkpoint
 from galrec.cli import main
+from galrec.training.checkpoint import KILL_POINTS, load_checkpoint
 from safetensors.torch import load_file
 from train_helpers import TINY_OVERRIDES
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from galrec.alignment import alignment, model_geometry, uniformity
 from galrec.baselines.scorers import EmbeddingScorer
+from galrec.evaluation.alignment import alignment, model_geometry, uniformity
 
 
 def test_geometry_of_a_small_model_uses_every_pair_and_item() -> None:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from galrec.cli import main
 from galrec.data import UnknownIdError
 from galrec.data.semantic_gap import SemanticGapConfig, generate_semantic_gap
-from galrec.sequences import Histories, histories
+from galrec.data.sequences import Histories, histories
 from synthetic_graph import single_thread
 from train_helpers import TINY_OVERRIDES, tiny_config
 

@@ -6,8 +6,8 @@ import importlib.util
 
 import pytest
 import torch
-from galrec.backbone import Backbone, BackboneNotInstalled, load_backbone, mean_pool
 from galrec.config import ModelConfig
+from galrec.model.backbone import Backbone, BackboneNotInstalled, load_backbone, mean_pool
 from train_helpers import TITLES
 
 
@@ -30,7 +30,7 @@ def test_default_targets_and_pooling(tmp_path, name, pooling, targets):
 def test_unlisted_architectures_adapt_every_linear_layer(tmp_path):
     """MPNet is in neither galrec's table nor peft's: peft raised "Please specify
     target_modules"; Gemma-2 is in peft's table with q/v only. Both now adapt all linear."""
-    from galrec.backbone import LoadedBackbone
+    from galrec.model.backbone import LoadedBackbone
     from transformers import Gemma2Config, Gemma2Model, MPNetConfig, MPNetModel
 
     small = {"hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,

@@ -16,7 +16,7 @@ from galrec.baselines import (
 )
 from galrec.baselines.bpr import NegativeSampler
 from galrec.baselines.lightgcn import normalized_adjacency
-from galrec.evaluate import evaluate
+from galrec.evaluation.evaluate import evaluate
 from synthetic_graph import community_graph, single_thread
 
 FAST = {"epochs": 40, "lr": 1e-2, "batch_size": 256, "eval_every": 5, "patience": 3}

@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-from galrec import checkpoint
-from galrec.checkpoint import (
+from galrec.training import checkpoint
+from galrec.training.checkpoint import (
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -165,7 +165,7 @@ def test_recovery_without_any_complete_copy_reports_none(tmp_path):
 def test_kill_hook_sigkills_the_named_write(tmp_path):
     """GALREC_KILL_AT=<point>:<n> kills the n-th write at that point with a real SIGKILL."""
     code = (
-        "import torch; from galrec.checkpoint import save_checkpoint as s\n"
+        "import torch; from galrec.training.checkpoint import save_checkpoint as s\n"
         f"for step in (1, 2): s({str(tmp_path / 'last')!r}, {{'w': {{'v': torch.zeros(1)}}}}, "
         "{'step': step})\n"
     )

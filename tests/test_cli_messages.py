@@ -16,8 +16,8 @@ from galrec import progress
 from galrec._optional import OPTIONAL_MODULES
 from galrec.cli import main
 from galrec.data.semantic_gap import SemanticGapConfig, generate_semantic_gap
-from galrec.lm_models import _history
-from galrec.training import Trainer
+from galrec.experiments.lm_models import _history
+from galrec.training.trainer import Trainer
 from train_helpers import TINY_OVERRIDES, tiny_config
 
 ROOT = Path(__file__).parent.parent
@@ -129,7 +129,7 @@ def test_records_are_tagged_timed_and_setup_phases_timed(tmp_path, monkeypatch, 
     """Training records were an untagged ``loss`` beside ``valid/...``, without a time; the
     setup printed nothing for many seconds; the bar wrote every step into a log file."""
     writer = FakeWriter()
-    monkeypatch.setattr("galrec.training.tensorboard_writer", lambda directory: writer)
+    monkeypatch.setattr("galrec.training.trainer.tensorboard_writer", lambda directory: writer)
     monkeypatch.setitem(sys.modules, "tensorboard", sys)  # any module: "installed"
     monkeypatch.setattr(progress, "LINE_INTERVAL_S", 3600.0)
     started = time.time()

@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 import torch
-from galrec.compare import Comparison, ModelRun, paired_test, run_compare, write_report
-from galrec.evaluate import EvalResult
-from galrec.registry import get_model, known_models, open_run
+from galrec.evaluation.evaluate import EvalResult
+from galrec.experiments.compare import Comparison, ModelRun, paired_test, run_compare
+from galrec.experiments.registry import get_model, known_models, open_run
+from galrec.experiments.report import write_report
 from synthetic_graph import community_graph, single_thread
 
 TINY = {"epochs": 15, "lr": 0.01, "batch_size": 256, "eval_every": 5, "patience": 2, "dim": 16}
@@ -265,7 +266,8 @@ def test_runs_are_not_reused_on_another_prepared_dataset(tmp_path) -> None:
 def test_a_language_model_is_reused_only_under_the_same_resolved_defaults() -> None:
     # The packaged gal_rec.yaml names almost no option: the settings compare checks before it
     # reuses a run must hold the defaults it stands for, or a changed default reuses stale runs.
-    from galrec.registry import default_config, get_model
+    from galrec.config import default_config
+    from galrec.experiments.registry import get_model
 
     gal_rec = get_model("gal_rec").resolved(default_config("gal_rec"))
     assert gal_rec["model"]["score_prior"] == "sasrec+cf+text"

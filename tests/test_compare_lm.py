@@ -8,9 +8,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 from galrec.cli import main
-from galrec.compare import run_compare
 from galrec.data.semantic_gap import SemanticGapConfig, generate_semantic_gap
-from galrec.registry import MODELS, get_model, open_run
+from galrec.experiments.compare import run_compare
+from galrec.experiments.registry import get_model, open_run
+from galrec.experiments.spec import MODELS
 from synthetic_graph import single_thread
 
 TINY_LM = {

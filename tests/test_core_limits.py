@@ -167,7 +167,7 @@ def test_nonzero_reserved_header_bytes_are_rejected(tmp_path):
 
 def test_counts_out_of_range_name_their_argument(tmp_path):
     """PyO3's own conversion raised "can't convert negative int to unsigned", naming nothing."""
-    from galrec.prompts import PromptAssembler, build_text_store, load_tokenizer
+    from galrec.graph.prompts import PromptAssembler, build_text_store, load_tokenizer
     from prompt_fixtures import TRICKY_TITLES, train_wordpiece
 
     edges = (np.array([0, 1]), np.array([0, 1]))

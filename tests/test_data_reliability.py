@@ -23,12 +23,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from galrec.backbone import load_backbone
 from galrec.cli import main
 from galrec.config import ModelConfig
 from galrec.data.errors import DataFormatError
 from galrec.data.formats import TableColumns, load_source
 from galrec.data.formats._delimited import TIME_LIMIT
+from galrec.model.backbone import load_backbone
 
 DEEP = "[" * 100_000 + "]" * 100_000
 """JSON nested far deeper than Python's recursive parsers go."""
@@ -248,7 +248,7 @@ def test_fifos_are_refused_before_they_are_opened(tmp_path: Path) -> None:
 
 
 def test_backbones_never_run_remote_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import galrec.backbone
+    import galrec.model.backbone
     import transformers
 
     calls: list[dict[str, Any]] = []
@@ -267,7 +267,7 @@ def test_backbones_never_run_remote_code(tmp_path: Path, monkeypatch: pytest.Mon
 
     for auto in (transformers.AutoModel, transformers.AutoTokenizer):
         monkeypatch.setattr(auto, "from_pretrained", from_pretrained)
-    monkeypatch.setattr(galrec.backbone, "_package_dir", lambda _module, _pip: tmp_path)
+    monkeypatch.setattr(galrec.model.backbone, "_package_dir", lambda _module, _pip: tmp_path)
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util,

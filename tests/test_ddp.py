@@ -28,7 +28,7 @@ def _worker(rank: int, out_dir: str, port: int) -> None:
         LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD),
     )  # fmt: skip
     import torch.distributed as dist
-    from galrec.training import Trainer
+    from galrec.training.trainer import Trainer
 
     cfg = tiny_config(
         Path(out_dir) / "run", "gal_rec", "train.steps=3", "train.eval_every=0",

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from galrec.baselines import EmbeddingScorer
-from galrec.diagnose import diagnose_twins
+from galrec.evaluation.diagnose import diagnose_twins
 from synthetic_graph import Pairs, SyntheticSplits
 
 GROUPS = 10

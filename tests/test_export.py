@@ -67,8 +67,8 @@ def test_the_folder_names_no_path_of_this_machine(exported) -> None:
 
 
 def test_the_adapter_loads_with_plain_peft(exported) -> None:
-    from galrec.backbone import load_backbone
     from galrec.config import config_from_dict
+    from galrec.model.backbone import load_backbone
     from peft import PeftModel
 
     expected, _, folder = exported

@@ -5,7 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from galrec.external import ExternalEmbeddings, load_cf_features, node_features, user_mean_features
+from galrec.model.external import (
+    ExternalEmbeddings,
+    load_cf_features,
+    node_features,
+    user_mean_features,
+)
 from train_helpers import tiny_batch, tiny_model
 
 

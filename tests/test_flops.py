@@ -1,17 +1,17 @@
-"""galrec.flops: the step's matmul FLOPs, by hand on a 1-layer shape and against torch's own
-FlopCounterMode on a tiny model and on a whole GAL-Rec training step.
+"""galrec.training.flops: the step's matmul FLOPs, by hand on a 1-layer shape and against torch's
+own FlopCounterMode on a tiny model and on a whole GAL-Rec training step.
 
 Tolerance against FlopCounterMode: 0.1% (the counts agree exactly once the one known difference
 of convention is taken out: FlopCounterMode's sdpa backward formula adds a recomputation of the
-attention scores, a fifth product as large as each of the other four, which galrec.flops leaves
-out as hardware rather than model FLOPs).
+attention scores, a fifth product as large as each of the other four, which galrec.training.flops
+leaves out as hardware rather than model FLOPs).
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
-from galrec.flops import (
+from galrec.training.flops import (
     Contrast,
     EncoderShape,
     ModelShape,
@@ -124,8 +124,8 @@ def test_tiny_model_forward_backward_matches_flop_counter(tmp_path) -> None:
 def test_training_step_matches_flop_counter(tmp_path) -> None:
     """Every matmul of ``Trainer.train_step`` (default gal_rec: L0-L3, queues, the SASRec + CF +
     text prior) is counted: step_views reads the step as the trainer runs it."""
-    from galrec.pipeline import TrainBatch
-    from galrec.training import Trainer
+    from galrec.training.pipeline import TrainBatch
+    from galrec.training.trainer import Trainer
 
     cfg = tiny_config(
         tmp_path / "run", "gal_rec", "model.sasrec_epochs=1", "model.cf_epochs=2",

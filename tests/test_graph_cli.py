@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from galrec.cli import main
-from galrec.graph import generate_power_law
+from galrec.graph.generator import generate_power_law
 
 
 def test_generator_gives_distinct_edges_with_zipf_popularity():

@@ -291,7 +291,7 @@ def test_weighted_prefers_heavy_edges():
 
 @pytest.fixture(scope="module")
 def medium():
-    from galrec.graph import generate_power_law
+    from galrec.graph.generator import generate_power_law
 
     users, items = generate_power_law(3000, 1500, 60_000, zipf_exponent=1.0, seed=4)
     return BipartiteGraph.from_edges(users, items)
@@ -475,7 +475,7 @@ def test_a_dead_results_buffer_is_reused_by_the_next_call(tmp_path):
     script.write_text(
         "import numpy as np\n"
         "from galrec import BipartiteGraph\n"
-        "from galrec.graph import generate_power_law\n"
+        "from galrec.graph.generator import generate_power_law\n"
         "g = BipartiteGraph.from_edges(*generate_power_law(3000, 1500, 60_000, seed=4))\n"
         "seeds = np.arange(2000)\n"
         "a = g.sample(seeds, num_threads=1)[1][1]\n"

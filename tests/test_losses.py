@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import torch
-from galrec.losses import info_nce, recommendation_loss
+from galrec.model.losses import info_nce, recommendation_loss
 
 E = math.e
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 import torch
-from galrec.evaluate import (
+from galrec.evaluation.evaluate import (
     EvalResult,
     UserItemSets,
     evaluate,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from galrec.momentum import MomentumEncoder
+from galrec.model.momentum import MomentumEncoder
 from torch import nn
 
 

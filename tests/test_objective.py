@@ -8,9 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from galrec.config import LossConfig
-from galrec.losses import info_nce, recommendation_loss
-from galrec.objective import BatchIds, enqueue_keys, objective, plan_views
-from galrec.queue import TypedQueues
+from galrec.model.losses import info_nce, recommendation_loss
+from galrec.model.objective import BatchIds, enqueue_keys, objective, plan_views
+from galrec.model.queue import TypedQueues
 
 
 def test_plan_full_method():

@@ -7,10 +7,10 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from galrec.alignment import AlignmentUniformity, alignment, uniformity
-from galrec.compare import Comparison, ModelRun
-from galrec.evaluate import EvalResult
-from galrec.plots import write_plots
+from galrec.evaluation.alignment import AlignmentUniformity, alignment, uniformity
+from galrec.evaluation.evaluate import EvalResult
+from galrec.experiments.compare import Comparison, ModelRun
+from galrec.experiments.plots import write_plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -52,14 +52,17 @@ def test_all_plots_are_written(tmp_path) -> None:
 
 
 def test_epochs_and_steps_are_told_apart(tmp_path, monkeypatch) -> None:
-    import galrec.plots
+    import galrec.experiments.plots
 
     lm = run("gal_rec", 0, 0.3, False)
     lm.history = [{"step": s, "loss": 5.0 - s / 100, "valid_ndcg@10": 0.1} for s in (100, 200)]
     comparison = Comparison(dataset="tiny", runs=[run("mf", 0, 0.2, True), lm], seeds=[0])
     closed = []
-    monkeypatch.setattr(galrec.plots.plt, "close", closed.append)
-    assert galrec.plots.plot_training_curves(comparison, tmp_path / "curves.png") is not None
+    monkeypatch.setattr(galrec.experiments.plots.plt, "close", closed.append)
+    assert (
+        galrec.experiments.plots.plot_training_curves(comparison, tmp_path / "curves.png")
+        is not None
+    )
     loss_ax, valid_ax = closed[0].axes
     for ax in (loss_ax, valid_ax):
         assert ax.get_xlabel() == "epoch or step (per model, see legend)"

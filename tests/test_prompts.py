@@ -1,4 +1,4 @@
-"""galrec.prompts: views, truncation, padding, the text store file and bad-input errors."""
+"""galrec.graph.prompts: views, truncation, padding, the text store file and bad-input errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from galrec.prompts import (
+from galrec.graph.prompts import (
     PromptAssembler,
     PromptTemplates,
     PromptTokenizer,

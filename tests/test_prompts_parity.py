@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import pytest
-from galrec.prompts import PromptAssembler, build_text_store, load_tokenizer
+from galrec.graph.prompts import PromptAssembler, build_text_store, load_tokenizer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prompt_fixtures import (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from galrec.queue import KeyQueue, TypedQueues
+from galrec.model.queue import KeyQueue, TypedQueues
 
 
 def keys(*values: float) -> torch.Tensor:

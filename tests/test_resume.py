@@ -7,10 +7,10 @@ import json
 
 import pytest
 import torch
-from galrec.checkpoint import load_checkpoint
-from galrec.pipeline import BatchSource
-from galrec.run import Run
-from galrec.training import MetricsLogger, Trainer
+from galrec.training.checkpoint import load_checkpoint
+from galrec.training.pipeline import BatchSource
+from galrec.training.run import Run
+from galrec.training.trainer import MetricsLogger, Trainer
 from train_helpers import tiny_config
 
 STEPS = ("train.steps=6", "train.checkpoint_every=3", "train.eval_every=3", "train.patience=0")
@@ -54,7 +54,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, monkeypatch, crash_batch, ch
 
 
 def test_adapter_checkpoint_loads_in_peft(tmp_path):
-    from galrec.backbone import load_backbone
+    from galrec.model.backbone import load_backbone
     from peft import PeftModel
 
     cfg = tiny_config(tmp_path / "r", "gal_rec", "train.steps=2", "train.eval_every=0")
@@ -92,7 +92,8 @@ def test_resumed_metrics_drop_the_final_test_records(tmp_path):
 
 
 def test_keys_a_resume_may_change_freely_leave_the_weights_alone(tmp_path):
-    """galrec.rundir.NEUTRAL_KEYS: checkpointing, logging and the progress bar touch no state."""
+    """galrec.training.rundir.NEUTRAL_KEYS: checkpointing, logging and the progress bar touch no
+    state."""
     common = ("train.steps=4", "train.eval_every=2", "train.patience=0")
     Trainer(tiny_config(tmp_path / "a", "gal_rec", *common, "train.checkpoint_every=1")).fit()
     neutral = ("train.checkpoint_every=4", "train.log_every=3", "train.progress=true")

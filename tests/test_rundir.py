@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 from click.testing import CliRunner
-from galrec.checkpoint import save_checkpoint
 from galrec.cli import main
 from galrec.config import load_config
-from galrec.rundir import CHANGES_FILE, RunDirError, claim_run_dir
+from galrec.training.checkpoint import save_checkpoint
+from galrec.training.rundir import CHANGES_FILE, RunDirError, claim_run_dir
 
 
 def _config(*overrides: str) -> dict:

@@ -10,10 +10,10 @@ import pytest
 import torch
 from galrec.baselines import PopularityScorer, SequentialScorer, build_model
 from galrec.baselines.sequential import training_windows
-from galrec.compare import run_compare
-from galrec.evaluate import EvalResult, evaluate
-from galrec.registry import open_run
-from galrec.sequences import Histories, histories
+from galrec.data.sequences import Histories, histories
+from galrec.evaluation.evaluate import EvalResult, evaluate
+from galrec.experiments.compare import run_compare
+from galrec.experiments.registry import open_run
 from synthetic_graph import single_thread
 
 MODELS = ("sasrec", "gru4rec")

@@ -11,11 +11,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from galrec.data.prepared import Interactions
-from galrec.losses import recommendation_loss
-from galrec.objective import plan_views
-from galrec.pipeline import BatchSource
-from galrec.run import build_run
-from galrec.sequences import histories
+from galrec.data.sequences import histories
+from galrec.model.losses import recommendation_loss
+from galrec.model.objective import plan_views
+from galrec.training.pipeline import BatchSource
+from galrec.training.run import build_run
 from train_helpers import tiny_config
 
 
@@ -151,7 +151,7 @@ def test_fused_score_at_step_zero_ranks_like_the_cf_model(sequential_run):
 
 
 def test_lm_term_learns_and_lm_score_off_keeps_the_cf_ranking(tmp_path):
-    from galrec.training import Trainer
+    from galrec.training.trainer import Trainer
 
     common = (
         "train.target=next", "model.score_prior=cf", "model.cf_epochs=5", "train.steps=4",
@@ -171,7 +171,7 @@ def test_lm_term_learns_and_lm_score_off_keeps_the_cf_ranking(tmp_path):
 
 
 def test_contrastive_sub_batch_covers_the_first_rows_and_fills_the_queue(tmp_path):
-    from galrec.training import Trainer
+    from galrec.training.trainer import Trainer
 
     cfg = tiny_config(
         tmp_path, "gal_rec", "loss.contrastive_batch=4", "model.cf_epochs=5", "train.steps=2",
@@ -209,7 +209,7 @@ def test_validation_sample_is_fixed_by_the_seed(sequential_run):
 
 def test_sasrec_prior_starts_from_sasrec_and_never_reads_the_target(tmp_path):
     from galrec.baselines.sequential import SequentialScorer
-    from galrec.evaluate import scorer_for_split
+    from galrec.evaluation.evaluate import scorer_for_split
 
     cfg = tiny_config(
         tmp_path / "run", "gal_rec", "train.target=next", "model.score_prior=sasrec",
@@ -243,7 +243,7 @@ def test_sasrec_prior_starts_from_sasrec_and_never_reads_the_target(tmp_path):
 
 
 def test_text_prior_weighs_the_latest_titles_and_never_reads_the_target():
-    from galrec.prior import TextPart
+    from galrec.model.prior import TextPart
 
     text = torch.randn(6, 8, generator=torch.Generator().manual_seed(3))
     part = TextPart(text, _Data(), items=2, decay=0.5)
@@ -262,7 +262,7 @@ def test_text_prior_weighs_the_latest_titles_and_never_reads_the_target():
 
 
 def test_default_prior_has_a_text_part_that_no_lm_leaves_out(tmp_path):
-    from galrec.prior import TextPart
+    from galrec.model.prior import TextPart
 
     cfg = tiny_config(tmp_path / "run", "gal_rec", "model.cf_epochs=5", "model.sasrec_epochs=2")
     run = build_run(cfg, tmp_path / "run")
@@ -279,7 +279,7 @@ def test_default_prior_has_a_text_part_that_no_lm_leaves_out(tmp_path):
 
 
 def test_combined_prior_calibrates_a_mix_no_worse_than_either_part():
-    from galrec.prior import CFPart, ScorePrior
+    from galrec.model.prior import CFPart, ScorePrior
 
     g = torch.Generator().manual_seed(0)
     items = torch.randint(0, 30, (400,), generator=g)
@@ -300,7 +300,7 @@ def test_combined_prior_calibrates_a_mix_no_worse_than_either_part():
 
 def test_calibration_finds_the_joint_optimum_of_correlated_parts():
     # Two parts that share the signal: the best mix is not found one scale at a time.
-    from galrec.prior import CFPart, ScorePrior
+    from galrec.model.prior import CFPart, ScorePrior
 
     g = torch.Generator().manual_seed(2)
     items = torch.randint(0, 40, (500,), generator=g)
@@ -338,7 +338,7 @@ def test_cut_window_keeps_cuts_among_the_last_positions(sequential_run):
 
 
 def test_calibration_masks_seen_items_and_keeps_an_informative_part():
-    from galrec.prior import CFPart, ScorePrior
+    from galrec.model.prior import CFPart, ScorePrior
 
     g = torch.Generator().manual_seed(1)
     items = torch.randint(0, 20, (300,), generator=g)
@@ -351,7 +351,7 @@ def test_calibration_masks_seen_items_and_keeps_an_informative_part():
 
 
 def test_no_lm_trains_nothing_and_scores_the_validation_calibrated_prior(tmp_path):
-    from galrec.training import Trainer
+    from galrec.training.trainer import Trainer
 
     cfg = tiny_config(tmp_path, "no_lm", "model.score_prior=cf", "model.cf_epochs=5")
     assert cfg.train.steps == 0
@@ -367,7 +367,7 @@ def test_no_lm_trains_nothing_and_scores_the_validation_calibrated_prior(tmp_pat
 
 
 def test_term_scale_is_the_cross_entropy_optimum_and_zero_for_a_harmful_term():
-    from galrec.prior import fit_term_scale
+    from galrec.model.prior import fit_term_scale
 
     gen = torch.Generator().manual_seed(0)
     base = torch.randn(200, 30, generator=gen)
@@ -395,7 +395,7 @@ def test_term_scale_is_the_cross_entropy_optimum_and_zero_for_a_harmful_term():
 
 
 def test_calibrated_lm_term_trains_alone_and_joins_the_prior_at_its_fitted_weight(tmp_path):
-    from galrec.training import Trainer
+    from galrec.training.trainer import Trainer
 
     common = (
         "train.target=next", "model.score_prior=cf", "model.cf_epochs=5", "train.steps=4",

@@ -9,7 +9,7 @@ import math
 import pytest
 from click.testing import CliRunner
 from galrec.cli import main
-from galrec.training import train
+from galrec.training.trainer import train
 from train_helpers import tiny_config
 
 
@@ -79,7 +79,8 @@ def test_cli_config_error_names_key(tmp_path):
 def test_registry_trains_and_reopens_language_models(tmp_path):
     import torch
     from galrec.data.semantic_gap import SemanticGapConfig, generate_semantic_gap
-    from galrec.registry import TrainRequest, get_model, open_run
+    from galrec.experiments.registry import get_model, open_run
+    from galrec.experiments.spec import TrainRequest
 
     data = generate_semantic_gap(
         SemanticGapConfig(num_users=60, num_twin_groups=8, num_ordinary_items=10,
@@ -123,9 +124,9 @@ def test_quickstart_prints_the_table(tmp_path):
     # The LightGCN row is the LightGCN baseline as `galrec compare` trains it at this seed.
     from galrec.baselines import fit_lightgcn
     from galrec.baselines.lightgcn import LightGCNConfig
+    from galrec.config import default_config
     from galrec.data.prepared import PreparedDataset
-    from galrec.evaluate import evaluate
-    from galrec.registry import default_config
+    from galrec.evaluation.evaluate import evaluate
 
     data = PreparedDataset.load(tmp_path / "gal_rec" / "dataset")
     config = LightGCNConfig.from_dict({**default_config("lightgcn"), "seed": 0, "device": "cpu"})

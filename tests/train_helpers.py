@@ -6,10 +6,10 @@ from importlib import resources
 from pathlib import Path
 
 import torch
-from galrec.backbone import Backbone, load_backbone
 from galrec.config import Config, ModelConfig, load_config
-from galrec.external import ExternalEmbeddings
-from galrec.model import GalRecModel
+from galrec.model.backbone import Backbone, load_backbone
+from galrec.model.external import ExternalEmbeddings
+from galrec.model.gal_rec import GalRecModel
 
 TITLES = [f"red wool scarf number {i}" for i in range(6)] + ["blue cotton shirt", "green tea"]
 

@@ -133,7 +133,7 @@ class BipartiteGraph:
         the batch (``batches[3] seeds: ...``) and are those of :meth:`sample`.
         """
 
-# --- galrec.prompts (rust/galrec-py/src/prompts.rs) ---
+# --- galrec.graph.prompts (rust/galrec-py/src/prompts.rs) ---
 
 @final
 class PromptTokenizer:
@@ -192,7 +192,7 @@ class TextStore:
 
 @final
 class PromptAssembler:
-    """The Rust assembler behind ``galrec.prompts.PromptAssembler``."""
+    """The Rust assembler behind ``galrec.graph.prompts.PromptAssembler``."""
 
     def __new__(
         cls,

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from galrec.config import Config
     from galrec.data import ItemColumns, PreparedDataset, PrepareOptions, TableColumns
     from galrec.data.formats import TableData
-    from galrec.evaluate import EvalResult, Scorer
-    from galrec.run import Run
-    from galrec.training import TrainResult
+    from galrec.evaluation.evaluate import EvalResult, Scorer
+    from galrec.training.run import Run
+    from galrec.training.trainer import TrainResult
 
 __all__ = [
     "Embeddings",
@@ -84,7 +84,7 @@ def prepare(
         delimiter=delimiter,
     )
     if name is not None or output is not None:
-        from galrec.data.cli import dataset_name
+        from galrec.data.preparation import dataset_name
 
         raw.name = dataset_name(name, Path(output or "."))
     dataset = prepare_raw(raw, options)
@@ -103,10 +103,10 @@ def train(
 ) -> TrainResult:
     """Train like ``galrec train``: ``config`` is a bundled name (``gal_rec``, ``text_lm``,
     ``no_l3`` ...), a YAML path or a :class:`galrec.config.Config`; ``overrides`` are dotted
-    ``key=value`` strings. Returns the :class:`galrec.training.TrainResult`; load the run with
-    ``galrec.load(result.out_dir)``."""
+    ``key=value`` strings. Returns the :class:`galrec.training.trainer.TrainResult`; load the run
+    with ``galrec.load(result.out_dir)``."""
     from galrec.config import Config, load_config
-    from galrec.training import Trainer
+    from galrec.training.trainer import Trainer
 
     if isinstance(config, Config):
         cfg = _overridden(config, overrides) if overrides else config
@@ -117,7 +117,7 @@ def train(
 
 def _overridden(cfg: Config, overrides: Sequence[str]) -> Config:
     from galrec.config import config_from_dict
-    from galrec.lm_models import with_overrides
+    from galrec.experiments.lm_models import with_overrides
 
     return config_from_dict(with_overrides(cfg.to_dict(), overrides))
 
@@ -125,7 +125,7 @@ def _overridden(cfg: Config, overrides: Sequence[str]) -> Config:
 def _config_file(name_or_path: str | Path) -> Path:
     import click
 
-    from galrec.train_cli import config_path
+    from galrec.config import config_path
 
     try:
         return config_path(str(name_or_path))
@@ -167,7 +167,7 @@ class Recommendations:
 class Embeddings:
     """User and item vectors in the model's scoring space with their raw id maps: row ``u`` of
     ``users`` is ``user_ids[u]``. ``users @ items.T`` is the score, except that a language
-    model run's score prior (galrec.prior) is added on top of it."""
+    model run's score prior (galrec.model.prior) is added on top of it."""
 
     users: np.ndarray
     items: np.ndarray
@@ -180,7 +180,8 @@ class Recommender:
 
     Subclasses differ in how they read a history that is not in the data
     (:meth:`recommend_history`) and in what their embeddings are. ``scorer`` follows
-    galrec.evaluate's Scorer protocol; ``meta`` is what the run records (model name, dataset).
+    galrec.evaluation.evaluate's Scorer protocol; ``meta`` is what the run records (model name,
+    dataset).
     """
 
     def __init__(
@@ -238,7 +239,7 @@ class Recommender:
     ) -> Recommendations:
         """Top-``k`` items for known users, from their training and validation history;
         ``exclude_seen`` leaves the items of that history out."""
-        from galrec.evaluate import scorer_for_split, split_sets, top_k
+        from galrec.evaluation.evaluate import scorer_for_split, split_sets, top_k
 
         index = self.users(users)
         exclude = split_sets(self.dataset, SERVE_SPLIT)[1] if exclude_seen else None
@@ -250,7 +251,7 @@ class Recommender:
         self, users: Sequence[str | int] | str | int, items: Sequence[str | int] | str | int
     ) -> np.ndarray:
         """Scores ``[len(users), len(items)]`` (float32) of known users for the given items."""
-        from galrec.evaluate import scorer_for_split
+        from galrec.evaluation.evaluate import scorer_for_split
 
         scorer = scorer_for_split(self.scorer, self.dataset, SERVE_SPLIT)
         user_index = torch.from_numpy(self.users(users)).to(self.device)
@@ -271,7 +272,7 @@ class Recommender:
             scores = self._history_scores(history).float().cpu()
         if exclude_seen:
             scores[torch.from_numpy(history)] = -torch.inf
-        from galrec.evaluate import top_of_scores
+        from galrec.evaluation.evaluate import top_of_scores
 
         return self._lists(None, *top_of_scores(scores[None], k))
 
@@ -294,7 +295,7 @@ class Recommender:
 
     def evaluate(self, split: str = "test", ks: Sequence[int] = (5, 10, 20)) -> EvalResult:
         """Full-ranking Recall/NDCG/HR/MRR@ks on ``split`` (as ``galrec evaluate``)."""
-        from galrec.evaluate import evaluate
+        from galrec.evaluation.evaluate import evaluate
 
         return evaluate(self.scorer, self.dataset, split=split, ks=ks, device=self.device)
 
@@ -331,7 +332,7 @@ class SequentialRecommender(Recommender):
 
     def _history_scores(self, items: np.ndarray) -> torch.Tensor:
         from galrec.baselines.sequential import recent_sequences
-        from galrec.sequences import Histories
+        from galrec.data.sequences import Histories
 
         model = self._model().cpu().eval()
         history = Histories(np.array([0, len(items)]), items)
@@ -343,7 +344,7 @@ class SequentialRecommender(Recommender):
     def _embedding_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Users: the model's state after reading each user's history; items: the output
         embeddings (score = state @ items.T)."""
-        from galrec.evaluate import scorer_for_split
+        from galrec.evaluation.evaluate import scorer_for_split
 
         scorer: Any = scorer_for_split(self.scorer, self.dataset, SERVE_SPLIT)
         model = self._model().cpu().eval()
@@ -362,7 +363,7 @@ class LanguageModelRecommender(Recommender):
     the history's fold-in, ``P([mean t_i ; mean c_i])`` without a residual: the mean of the
     items' normalised text and CF features, since the model has no features for a new user.
     The score prior's ``sasrec`` and ``text`` parts read the history as they read any; its
-    ``cf`` part is folded in the same way (galrec.prior.CFPart.states_from_history). A dataset
+    ``cf`` part is folded in the same way (galrec.model.prior.CFPart.states_from_history). A dataset
     with user texts is refused: the prompt would show the borrowed slot's text.
     """
 
@@ -387,8 +388,8 @@ class LanguageModelRecommender(Recommender):
     def _history_scores(self, items: np.ndarray) -> torch.Tensor:
         from torch.func import functional_call
 
-        from galrec.model import autocast
-        from galrec.sequences import Histories
+        from galrec.data.sequences import Histories
+        from galrec.model.gal_rec import autocast
 
         run, model = self.run, self.run.model
         history = Histories(np.array([0, len(items)]), items)
@@ -445,10 +446,10 @@ def load(
     there is one; a language model stays where its run was built).
     """
     from galrec.baselines import EmbeddingScorer, PopularityScorer, SequentialScorer
-    from galrec.evaluate import resolve_device
-    from galrec.export import EXPORT_FILE, open_export
-    from galrec.lm_models import RunScorer
-    from galrec.registry import open_run
+    from galrec.evaluation.evaluate import resolve_device
+    from galrec.experiments.lm_models import RunScorer
+    from galrec.experiments.registry import open_run
+    from galrec.training.run import EXPORT_FILE, open_export
 
     run_dir = Path(run_dir)
     if (run_dir / EXPORT_FILE).is_file():

@@ -11,6 +11,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -81,7 +82,7 @@ class ModelConfig:
     )
     """Parts of a score added to L0's, ``s = sum_k exp(a_k) <p_u^k, q_i^k> + <W h_u, E_i>``
     with ``W`` zero at step 0, so training starts from their calibrated ranking and the LM
-    learns what they lack (galrec.prior). ``cf``: the collaborative features' dot product
+    learns what they lack (galrec.model.prior). ``cf``: the collaborative features' dot product
     (needs ``cf_features``); ``sasrec``: the SASRec baseline; ``text``: the frozen backbone's
     title similarity to the user's latest items (``text_prior_items``, ``text_prior_decay``).
     ``sasrec`` and ``text`` read the history, so they need ``train.target=next``."""
@@ -364,3 +365,39 @@ def config_from_dict(data: dict[str, Any]) -> Config:
         _set(cfg, str(key), value)
     _validate(cfg)
     return cfg
+
+
+def default_config(name: str) -> dict[str, Any]:
+    """The packaged ``configs/<name>.yaml`` as a dict (empty when the model has none)."""
+    path = resources.files("galrec") / "configs" / f"{name}.yaml"
+    if not path.is_file():
+        return {}
+    return load_yaml(path.read_text(), f"configs/{name}.yaml")
+
+
+def load_yaml(text: str, where: str) -> dict[str, Any]:
+    values = yaml.safe_load(text) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{where}: expected a mapping of options, got {type(values).__name__}")
+    return values
+
+
+def config_path(name_or_path: str) -> Path:
+    """A YAML path, or the name of a bundled config (``gal_rec``, ``text_lm``, ``no_l1`` ...)."""
+    import click
+
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    bundled = resources.files("galrec") / "configs" / f"{name_or_path}.yaml"
+    if bundled.is_file():
+        return Path(str(bundled))
+    names = sorted(
+        p.name[:-5]
+        for p in (resources.files("galrec") / "configs").iterdir()
+        if p.name.endswith(".yaml")
+    )
+    raise click.BadParameter(
+        f"{name_or_path!r} is neither a file nor a bundled config; bundled: {', '.join(names)}",
+        param_hint="--config",
+    )

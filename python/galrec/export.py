@@ -34,10 +34,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from galrec.api import Recommender
-    from galrec.run import Run
-
-EXPORT_FILE = "galrec_export.json"
-FORMAT = "galrec-hf"
+    from galrec.training.run import Run
 
 
 def export_arrays(model: Recommender, target: Path) -> dict[str, tuple[int, ...]]:
@@ -65,7 +62,8 @@ def export_hf(model: Recommender, target: Path) -> Path:
     from safetensors.torch import save_file
 
     from galrec.api import LanguageModelRecommender
-    from galrec.prompts import PromptTemplates
+    from galrec.graph.prompts import PromptTemplates
+    from galrec.training.run import EXPORT_FILE, FORMAT
 
     if not isinstance(model, LanguageModelRecommender):
         raise ValueError(
@@ -110,19 +108,6 @@ def export_hf(model: Recommender, target: Path) -> Path:
         },
     )
     return target
-
-
-def open_export(folder: Path) -> tuple[Run, dict[str, Any]]:
-    """The run of an exported folder and its ``galrec_export.json``."""
-    from safetensors.torch import load_file
-
-    from galrec.run import load_run
-
-    meta = json.loads((folder / EXPORT_FILE).read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{folder}: not a {FORMAT} export (format {meta.get('format')!r})")
-    run = load_run(folder, load_file(str(folder / "model.safetensors")))
-    return run, {**meta, "dataset": str(folder / "dataset")}
 
 
 def _trainable_names(run: Run) -> set[str]:

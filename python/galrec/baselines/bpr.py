@@ -16,7 +16,7 @@ from torch import nn
 from galrec.baselines.options import BaselineConfig
 from galrec.baselines.scorers import EmbeddingScorer
 from galrec.baselines.selection import EarlyStopping, epoch_range
-from galrec.evaluate import UserItemSets, rank_users, resolve_device
+from galrec.evaluation.evaluate import UserItemSets, rank_users, resolve_device
 
 
 @dataclass

@@ -10,10 +10,10 @@ Training (:func:`fit_sequential`): each user's training items are cut into windo
 over all items (cross-entropy, RecBole's ``CE`` setting), Adam, early stopping on the
 validation metric with full ranking, keeping the best weights.
 
-Scoring follows the protocol of :mod:`galrec.sequences`: the input history depends on the split
+Scoring follows the protocol of :mod:`galrec.data.sequences`: the input history depends on the split
 scored, so a trained model is a :class:`SequentialScorer` whose ``for_split(data, split)`` gives
-the scorer of one split (:func:`galrec.evaluate.evaluate` calls it): validation is scored from the
-training items, test from the training items plus the validation item.
+the scorer of one split (:func:`galrec.evaluation.evaluate.evaluate` calls it): validation is scored
+from the training items, test from the training items plus the validation item.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from torch import nn
 
 from galrec.baselines.options import BaselineConfig
 from galrec.baselines.selection import EarlyStopping, epoch_range
-from galrec.evaluate import SplitDataset, rank_users, resolve_device, split_sets
-from galrec.sequences import Histories, histories
+from galrec.data.sequences import Histories, histories
+from galrec.evaluation.evaluate import SplitDataset, rank_users, resolve_device, split_sets
 
 
 @dataclass
@@ -196,13 +196,14 @@ class SequentialScorer:
 
     def for_split(self, data: SplitDataset, split: str) -> HistoryScorer:
         """The scorer of ``split``: training items as history for "valid", plus the validation
-        item for "test" (:func:`galrec.sequences.histories`)."""
+        item for "test" (:func:`galrec.data.sequences.histories`)."""
         return HistoryScorer(self.model, histories(data, split), split)
 
     def score_users(self, users: torch.Tensor) -> torch.Tensor:
         raise RuntimeError(
             f"{self.model.name} scores from a history that depends on the split: call "
-            "for_split(data, split) (galrec.evaluate.evaluate does) and score with its result"
+            "for_split(data, split) (galrec.evaluation.evaluate.evaluate does) and score with its "
+            "result"
         )
 
     def save(self, path: str | Path) -> None:

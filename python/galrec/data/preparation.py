@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -194,3 +195,12 @@ def prepare(raw: RawDataset, options: PrepareOptions | None = None) -> PreparedD
             "report": report,
         },
     )
+
+
+def dataset_name(name: str | None, output: Path) -> str:
+    """``name``, or the output directory's name: one path component, since compare writes its
+    report to ``runs/compare/NAME``."""
+    chosen = output.resolve().name if name is None else name
+    if chosen in ("", ".", "..") or "/" in chosen or "\\" in chosen:
+        raise ValueError(f"--name must be one path component, got {chosen!r}")
+    return chosen

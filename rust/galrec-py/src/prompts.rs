@@ -202,7 +202,7 @@ impl PyTextStore {
     }
 }
 
-/// Assembles token batches from sampler output (see galrec.prompts.PromptAssembler).
+/// Assembles token batches from sampler output (see galrec.graph.prompts.PromptAssembler).
 #[pyclass(frozen, module = "galrec._core", name = "PromptAssembler")]
 pub struct PyPromptAssembler {
     inner: PromptAssembler,

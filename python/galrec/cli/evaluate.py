@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from galrec.cli_common import UserError
+from galrec.cli.common import UserError
 
 
 def _load_dataset(path: str | Path) -> Any:
@@ -21,7 +21,7 @@ def _load_dataset(path: str | Path) -> Any:
 
 
 def _ks(text: str) -> tuple[int, ...]:
-    from galrec.evaluate import parse_ks
+    from galrec.evaluation.evaluate import parse_ks
 
     try:
         return parse_ks(text)
@@ -31,7 +31,8 @@ def _ks(text: str) -> tuple[int, ...]:
 
 def _open(run: str, dataset: str | None) -> tuple[Any, Any, dict[str, Any]]:
     """(scorer, dataset, run metadata) of a run directory."""
-    from galrec.registry import RUN_FILE, open_run
+    from galrec.experiments.registry import open_run
+    from galrec.training.rundir import RUN_FILE
 
     try:
         scorer, meta = open_run(run)
@@ -102,7 +103,7 @@ def evaluate_command(
       galrec evaluate runs/compare/ml-100k/runs/lightgcn/seed0 --split test --k 5,10,20
     """
 
-    from galrec.evaluate import evaluate
+    from galrec.evaluation.evaluate import evaluate
 
     cutoffs = _ks(ks)
     scorer, data, _ = _open(run, dataset)
@@ -211,8 +212,10 @@ def compare_command(
     """
     import torch
 
-    from galrec.compare import run_compare, write_report
-    from galrec.registry import default_config, get_model, load_yaml
+    from galrec.config import default_config, load_yaml
+    from galrec.experiments.compare import run_compare
+    from galrec.experiments.registry import get_model
+    from galrec.experiments.report import write_report
 
     names = [name.strip() for name in models.split(",") if name.strip()]
     try:
@@ -235,7 +238,7 @@ def compare_command(
             )
         overrides[name] = load_yaml(Path(path).read_text(), path)
     if lm_sets:
-        from galrec.lm_models import LANGUAGE_MODELS, with_overrides
+        from galrec.experiments.lm_models import LANGUAGE_MODELS, with_overrides
 
         for name in names:
             if name in LANGUAGE_MODELS:
@@ -302,8 +305,8 @@ def diagnose_command(
     """
     import json
 
-    from galrec.diagnose import diagnose_twins
-    from galrec.evaluate import EmbeddingModel, scorer_for_split
+    from galrec.evaluation.diagnose import diagnose_twins
+    from galrec.evaluation.evaluate import EmbeddingModel, scorer_for_split
 
     scorer, data, _ = _open(run, dataset)
     scorer = scorer_for_split(scorer, data, split)

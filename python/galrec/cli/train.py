@@ -1,4 +1,4 @@
-"""``galrec train`` and ``galrec quickstart`` (``recommend`` and ``export``: galrec.serve_cli).
+"""``galrec train`` and ``galrec quickstart`` (``recommend`` and ``export``: galrec.cli.serve).
 
 torch and transformers are imported inside the commands, so ``galrec --help`` stays fast.
 """
@@ -6,7 +6,6 @@ torch and transformers are imported inside the commands, so ``galrec --help`` st
 from __future__ import annotations
 
 import time
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -15,25 +14,6 @@ import click
 #: The quick start trains the packaged configs as they are (their defaults are the CPU budget's);
 #: only the steps, validation and threads come from its options.
 QUICKSTART_MODELS = ("text_lm", "id_lm", "gal_rec")
-
-
-def config_path(name_or_path: str) -> Path:
-    """A YAML path, or the name of a bundled config (``gal_rec``, ``text_lm``, ``no_l1`` ...)."""
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    bundled = resources.files("galrec") / "configs" / f"{name_or_path}.yaml"
-    if bundled.is_file():
-        return Path(str(bundled))
-    names = sorted(
-        p.name[:-5]
-        for p in (resources.files("galrec") / "configs").iterdir()
-        if p.name.endswith(".yaml")
-    )
-    raise click.BadParameter(
-        f"{name_or_path!r} is neither a file nor a bundled config; bundled: {', '.join(names)}",
-        param_hint="--config",
-    )
 
 
 @click.command("train")
@@ -85,8 +65,8 @@ def train_command(
       galrec train --config gal_rec --resume
       torchrun --nproc-per-node 2 -m galrec train --config gal_rec
     """
-    from galrec.config import load_config
-    from galrec.training import Trainer
+    from galrec.config import config_path, load_config
+    from galrec.training.trainer import Trainer
 
     cfg = load_config(config_path(config), overrides)
     trainer = Trainer(
@@ -138,8 +118,8 @@ def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) ->
       galrec quickstart
       galrec quickstart --backbone tiny-bert --steps 100
     """
-    from galrec.config import load_config
-    from galrec.training import Trainer
+    from galrec.config import config_path, load_config
+    from galrec.training.trainer import Trainer
 
     started = time.perf_counter()
     rows = []
@@ -173,7 +153,7 @@ def reference_rows(run: Any) -> list[tuple[str, dict[str, float]]]:
     import numpy as np
 
     from galrec.baselines import EmbeddingScorer, PopularityScorer
-    from galrec.evaluate import evaluate
+    from galrec.evaluation.evaluate import evaluate
 
     data = run.dataset
     scorers: list[tuple[str, Any]] = [

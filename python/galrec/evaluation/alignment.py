@@ -54,8 +54,8 @@ def model_geometry(
 ) -> AlignmentUniformity:
     """Alignment over at most ``max_points`` of the interacting ``pairs`` (users, items) and the
     uniformity of their users and of ``max_points`` random items, drawn with ``seed``, for a
-    model (galrec.evaluate.EmbeddingModel). Sampled so that a model that must encode a prompt
-    per node (a language model) encodes a few thousand, not every user and item. A model with
+    model (galrec.evaluation.evaluate.EmbeddingModel). Sampled so that a model that must encode a
+    prompt per node (a language model) encodes a few thousand, not every user and item. A model with
     ``representations_of(side, nodes)`` is asked for just those nodes; any other gives its full
     tables.
 

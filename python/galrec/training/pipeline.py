@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from galrec.config import PromptConfig
-from galrec.objective import BatchIds, ViewPlan
-from galrec.sequences import Histories, histories
+from galrec.data.sequences import Histories, histories
+from galrec.model.objective import BatchIds, ViewPlan
 
 Tokens = dict[str, torch.Tensor]
 TOKEN_KEYS = ("input_ids", "attention_mask", "node_ids", "pool_index")
@@ -45,7 +45,7 @@ class ViewBuilder:
         seed: int,
         sequential: bool = False,
     ) -> None:
-        from galrec.prompts import (
+        from galrec.graph.prompts import (
             PromptAssembler,
             PromptTemplates,
             build_text_store,
@@ -93,7 +93,7 @@ class ViewBuilder:
         return {key: torch.from_numpy(getattr(batch, key)) for key in TOKEN_KEYS}
 
     def histories(self, split: str) -> Histories:
-        """Users' histories as input for scoring ``split`` (galrec.sequences' protocol)."""
+        """Users' histories as input for scoring ``split`` (galrec.data.sequences' protocol)."""
         if split not in self._histories:
             self._histories[split] = histories(self.dataset, split)
         return self._histories[split]

@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 if TYPE_CHECKING:
-    from galrec.compare import Comparison
+    from galrec.experiments.compare import Comparison
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

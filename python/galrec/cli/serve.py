@@ -13,12 +13,12 @@ from typing import Any
 
 import click
 
-from galrec.cli_common import UserError
+from galrec.cli.common import UserError
 
 
 def _load(run_dir: str) -> Any:
     """``galrec.load(run_dir)``; its errors (ValueError, OSError, galrec.data's) end as one line
-    through the command group (galrec.cli_common)."""
+    through the command group (galrec.cli.common)."""
     from galrec.api import load
 
     return load(run_dir)

@@ -1,6 +1,6 @@
 """The ``galrec`` command line: one click group, each subsystem adds its commands.
 
-The group reports every command's user errors the same way (galrec.cli_common).
+The group reports every command's user errors the same way (galrec.cli.common).
 """
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ from __future__ import annotations
 import click
 
 from galrec import __version__
-from galrec.cli_common import CommandGroup
-from galrec.data.cli import data as data_commands
-from galrec.graph import graph
+from galrec.cli.common import CommandGroup
+from galrec.cli.data import data as data_commands
+from galrec.cli.graph import graph
 
 
 @click.group(cls=CommandGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -29,7 +29,7 @@ main.add_command(graph)
 
 
 def _register_evaluation_commands() -> None:
-    from galrec.eval_cli import COMMANDS
+    from galrec.cli.evaluate import COMMANDS
 
     for command in COMMANDS:
         main.add_command(command)
@@ -39,8 +39,8 @@ _register_evaluation_commands()
 
 
 def _register_training_commands() -> None:
-    from galrec.serve_cli import COMMANDS as SERVE_COMMANDS
-    from galrec.train_cli import COMMANDS
+    from galrec.cli.serve import COMMANDS as SERVE_COMMANDS
+    from galrec.cli.train import COMMANDS
 
     for command in (*COMMANDS, *SERVE_COMMANDS):
         main.add_command(command)

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from galrec.backbone import Backbone
 from galrec.config import LossConfig
-from galrec.external import ExternalEmbeddings
-from galrec.heads import ItemScorer, RepresentationHead
-from galrec.prior import ScorePrior
+from galrec.model.backbone import Backbone
+from galrec.model.external import ExternalEmbeddings
+from galrec.model.heads import ItemScorer, RepresentationHead
+from galrec.model.prior import ScorePrior
 
 
 def cpu_supports_bf16() -> bool:
@@ -68,8 +68,8 @@ class GalRecModel(nn.Module):
         self.lm_score = lm_score
         self.lm_fusion = lm_fusion
         # The weight of the LM's term next to the prior (``model.lm_fusion``): 1 for a
-        # residual; for ``calibrated`` fitted on validation users (galrec.prior.fit_term_scale)
-        # and saved with the trainable weights.
+        # residual; for ``calibrated`` fitted on validation users
+        # (galrec.model.prior.fit_term_scale) and saved with the trainable weights.
         self.register_buffer("lm_scale", torch.ones(()))
         if prior is not None:  # the LM's term starts at zero: step 0 ranks like the prior
             nn.init.zeros_(self.scorer.proj.weight)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from galrec.evaluate import Scorer, SplitDataset, resolve_device, split_sets, top_k
+from galrec.evaluation.evaluate import Scorer, SplitDataset, resolve_device, split_sets, top_k
 
 
 @dataclass(frozen=True)

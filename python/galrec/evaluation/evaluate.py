@@ -65,7 +65,7 @@ class Scorer(Protocol):
 class SplitScorer(Protocol):
     """A model whose input depends on the split it scores (a sequential model reads the user's
     history: the training items for validation, plus the validation item for test, see
-    :mod:`galrec.sequences`). :func:`evaluate` scores through ``for_split(data, split)``."""
+    :mod:`galrec.data.sequences`). :func:`evaluate` scores through ``for_split(data, split)``."""
 
     def for_split(self, data: SplitDataset, split: str) -> Scorer:
         """The scorer of ``split`` of ``data``."""

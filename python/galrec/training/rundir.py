@@ -18,16 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from galrec.checkpoint import STATE_FILE, recover_checkpoint
 from galrec.config import config_from_dict
-from galrec.registry import HISTORY_FILE, RUN_FILE
+from galrec.training.checkpoint import STATE_FILE, recover_checkpoint
 
 CHECKPOINTS = ("last", "best")
 CHANGES_FILE = "config_changes.jsonl"
 
-#: Files and directories a run writes into its directory (galrec.run, galrec.training, and
-#: galrec.registry for ``galrec compare``); ``overwrite`` deletes exactly these (and the
-#: checkpoints' staging copies), never anything else found there.
+RUN_FILE = "run.json"
+HISTORY_FILE = "history.jsonl"
+
+
+#: Files and directories a run writes into its directory (galrec.training.run,
+#: galrec.training.trainer, and galrec.experiments.registry for ``galrec compare``); ``overwrite``
+#: deletes exactly these (and the checkpoints' staging copies), never anything else found there.
 RUN_ENTRIES = (
     "config.yaml", CHANGES_FILE, "dataset", "tokenizer.json", "tokenizer", "smollm2-tokenizer",
     "features.npy", "features.tmp.npy", "cf_vectors.npy", "cf_vectors.tmp.npy",
@@ -149,7 +152,7 @@ def claim_run_dir(
     """Check (and with ``overwrite`` or ``resume``, prepare) ``out_dir`` for a run of ``config``.
 
     New run: refused when ``out_dir`` holds a run. ``overwrite``: its galrec-owned entries are
-    deleted first. ``resume``: ``last/`` and ``best/`` are recovered (galrec.checkpoint's
+    deleted first. ``resume``: ``last/`` and ``best/`` are recovered (galrec.training.checkpoint's
     recover_checkpoint keeps the newest complete copy of each, deletes stale ones) and the
     newer of the two is continued from (both hold the whole training state; ``best/`` is the
     newer after a kill before ``last/`` was written at its step); a directory without a run
@@ -200,3 +203,19 @@ def claim_run_dir(
             fh.write(json.dumps(record) + "\n")
         notes.append(f"--resume: config changed at step {step} ({changed}); see {CHANGES_FILE}")
     return Claim(newest.directory, notes)
+
+
+def write_run(run_dir: Path, meta: dict[str, Any], history: list[dict[str, float]]) -> None:
+    """``run.json`` and ``history.jsonl`` of a run."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / RUN_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    with (run_dir / HISTORY_FILE).open("w") as out:
+        for record in history:
+            out.write(json.dumps(record) + "\n")
+
+
+def read_history(run_dir: Path) -> list[dict[str, float]]:
+    path = run_dir / HISTORY_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

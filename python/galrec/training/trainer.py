@@ -5,7 +5,7 @@ Every batch is a pure function of (seed, batch index, rank), and the checkpoint 
 weights, momentum shadow, queues, optimizer, scheduler and RNG state, so ``resume=True`` after a
 kill (even one inside a checkpoint write) continues exactly where the uninterrupted run would
 have been. Whether a run may use its directory (new, resumed, overwritten, changed config) is
-decided when the Trainer is built, before anything is written there (galrec.rundir). Under
+decided when the Trainer is built, before anything is written there (galrec.training.rundir). Under
 ``torchrun`` each rank samples its own seeds, gradients are averaged by DistributedDataParallel,
 momentum keys are gathered so every rank keeps the same queues, and only rank 0 logs and writes.
 """
@@ -28,7 +28,14 @@ import torch
 import torch.distributed as dist
 
 from galrec._optional import require
-from galrec.checkpoint import (
+from galrec.config import Config
+from galrec.evaluation.evaluate import resolve_device
+from galrec.model.gal_rec import autocast
+from galrec.model.momentum import MomentumEncoder
+from galrec.model.objective import BatchIds, enqueue_keys, objective, plan_views
+from galrec.model.queue import TypedQueues
+from galrec.progress import Progress
+from galrec.training.checkpoint import (
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -36,16 +43,16 @@ from galrec.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from galrec.config import Config
-from galrec.evaluate import resolve_device
-from galrec.model import autocast
-from galrec.momentum import MomentumEncoder
-from galrec.objective import BatchIds, enqueue_keys, objective, plan_views
-from galrec.pipeline import BatchSource, Prefetcher, Tokens, TrainBatch, concat_views, head_rows
-from galrec.progress import Progress
-from galrec.queue import TypedQueues
-from galrec.run import Run, build_run
-from galrec.rundir import Claim, RunDirError, claim_run_dir, undone_on_error
+from galrec.training.pipeline import (
+    BatchSource,
+    Prefetcher,
+    Tokens,
+    TrainBatch,
+    concat_views,
+    head_rows,
+)
+from galrec.training.run import Run, build_run
+from galrec.training.rundir import Claim, RunDirError, claim_run_dir, undone_on_error
 
 
 @dataclass
@@ -114,9 +121,10 @@ class Trainer:
         """``cache_dir``: where computed inputs are kept (default: beside the run directory).
 
         ``resume``, ``overwrite``, ``allow_config_change``: how to take over a run directory
-        that holds a run (galrec.rundir.claim_run_dir; raises RunDirError when refused). With
-        ``resume`` the checkpoint is loaded here; ``notes`` says what was found. A build that
-        fails takes back what it wrote to the run directory (galrec.rundir.undone_on_error).
+        that holds a run (galrec.training.rundir.claim_run_dir; raises RunDirError when refused).
+        With ``resume`` the checkpoint is loaded here; ``notes`` says what was found. A build that
+        fails takes back what it wrote to the run directory
+        (galrec.training.rundir.undone_on_error).
         """
         self.cfg = cfg
         self.out_dir = Path(out_dir or cfg.out_dir)

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from galrec.cli_common import AliasedOption, UserError
+from galrec.cli.common import AliasedOption, UserError
 
 FORMAT_CHOICES = ("recbole", "movielens", "amazon", "yelp", "table")
 TEXT_FIELD_CHOICES = ("title", "categories", "brand", "description")
@@ -222,7 +222,7 @@ def prepare(
       galrec data prepare amazon reviews_Books_5.json.gz meta_Books.json.gz -o books
     """
     from galrec.data.formats import ItemColumns, TableColumns, load_source
-    from galrec.data.preparation import PrepareOptions, prepare
+    from galrec.data.preparation import PrepareOptions, dataset_name, prepare
     from galrec.data.splits import SplitOptions
     from galrec.data.text import TextOptions
 
@@ -271,15 +271,6 @@ def prepare(
 
 def _split_names(text: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(",")) if text else ()
-
-
-def dataset_name(name: str | None, output: Path) -> str:
-    """``name``, or the output directory's name: one path component, since compare writes its
-    report to ``runs/compare/NAME``."""
-    chosen = output.resolve().name if name is None else name
-    if chosen in ("", ".", "..") or "/" in chosen or "\\" in chosen:
-        raise ValueError(f"--name must be one path component, got {chosen!r}")
-    return chosen
 
 
 def _echo_choices(info: dict[str, Any], split_method: str) -> None:

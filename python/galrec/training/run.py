@@ -10,6 +10,7 @@ score prior), checkpoints
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,18 +19,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from galrec.backbone import Backbone, load_backbone
 from galrec.config import Config, DataConfig, config_from_dict
-from galrec.external import (
+from galrec.model.backbone import Backbone, load_backbone
+from galrec.model.external import (
     ExternalEmbeddings,
     cached_text_features,
     collaborative_features,
     node_features,
     user_mean_features,
 )
-from galrec.model import GalRecModel, autocast
-from galrec.pipeline import ViewBuilder
-from galrec.prior import (
+from galrec.model.gal_rec import GalRecModel, autocast
+from galrec.model.prior import (
     CFPart,
     PriorPart,
     ScorePrior,
@@ -38,6 +38,7 @@ from galrec.prior import (
     fit_sasrec_prior,
 )
 from galrec.progress import phase
+from galrec.training.pipeline import ViewBuilder
 
 #: The external embeddings' inputs ``features`` ([t_v ; c_v]) and ``cf_vectors`` (c_v as
 #: trained) in safetensors: what an exported folder holds instead of the .npy files.
@@ -95,7 +96,7 @@ class Run:
         """(h, z) of nodes' hop-``hop`` prompts (training edges only), in eval mode.
 
         ``split``: the split these prompts score, which decides what a user's history may show
-        (galrec.sequences: the validation item only when testing).
+        (galrec.data.sequences: the validation item only when testing).
         """
         was = self.model.training
         self.model.eval()
@@ -123,7 +124,8 @@ class Run:
         return self.encode(side, nodes, hop)[1]
 
     def scorer(self) -> LMScorer:
-        """A Scorer (galrec.evaluate protocol) over all items, item side computed once."""
+        """A Scorer (galrec.evaluation.evaluate protocol) over all items, item side computed
+        once."""
         return LMScorer(self)
 
     def evaluate(
@@ -138,7 +140,7 @@ class Run:
 
         Pass one ``scorer`` to several calls on unchanged weights to encode each user once.
         """
-        from galrec.evaluate import evaluate
+        from galrec.evaluation.evaluate import evaluate
 
         scorer = scorer or self.scorer()
         return evaluate(
@@ -151,7 +153,7 @@ class Run:
         validation pairs of ``users`` (None: all), training items masked as evaluation masks
         them; sets ``model.lm_scale`` and returns it. ``scorer`` keeps the users' encodings
         for the evaluation that follows."""
-        from galrec.prior import fit_term_scale
+        from galrec.model.prior import fit_term_scale
 
         model = self.model
         if model.prior is None:
@@ -196,7 +198,7 @@ class Run:
         users, items = test_users[keep], test_items[keep]
         if len(users) == 0:
             return {}
-        from galrec.evaluate import scorer_for_split
+        from galrec.evaluation.evaluate import scorer_for_split
 
         scorer = scorer_for_split(scorer or self.scorer(), self.dataset, "test")
         scores = scorer.score_users(torch.as_tensor(users, device=self.device)).float().cpu()
@@ -214,7 +216,7 @@ class Run:
 
 class LMScorer:
     """``score(u, i) = <W h_u, E_i>`` (plus the CF path's score when the model has one) from
-    users' hop-1 prompts (galrec.evaluate's Scorer), for the prompts of one split.
+    users' hop-1 prompts (galrec.evaluation.evaluate's Scorer), for the prompts of one split.
 
     A snapshot of the current weights: the item side is computed once, each user's prompt is
     encoded once and kept (so valid, test and twin metrics share the work where the prompts
@@ -233,7 +235,7 @@ class LMScorer:
 
     def for_split(self, data: Any, split: str) -> LMScorer:
         """The scorer whose user prompts may show what scoring ``split`` allows (``data`` is
-        the run's own dataset; galrec.evaluate's SplitScorer protocol)."""
+        the run's own dataset; galrec.evaluation.evaluate's SplitScorer protocol)."""
         if split == self.split or not self.run.views.sequential:
             return self
         return LMScorer(self.run, split, self.items)
@@ -347,7 +349,7 @@ def validation_pairs(
     """The validation split's (user, item) pairs, of ``users`` only when given, and their
     training items as a mask [pairs, num_items]: what the prior's scales and the LM term's
     weight are calibrated on, masked as evaluation masks."""
-    from galrec.evaluate import split_sets
+    from galrec.evaluation.evaluate import split_sets
 
     pair_users = np.asarray(dataset.valid.users, dtype=np.int64)
     pair_items = np.asarray(dataset.valid.items, dtype=np.int64)
@@ -369,7 +371,7 @@ def build_prior(
 ) -> ScorePrior | None:
     """The score prior ``model.score_prior`` names (parts joined by ``+``), its scales
     calibrated on the validation split (each user's validation item against all items, the
-    training items masked as evaluation masks them; galrec.prior) and then fixed."""
+    training items masked as evaluation masks them; galrec.model.prior) and then fixed."""
 
     if cfg.model.score_prior == "none":
         return None
@@ -433,7 +435,7 @@ def build_run(cfg: Config, out_dir: Path, write: bool = True, cache_dir: Path | 
 
 def open_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
     """Rebuild a finished run from its directory and load its ``best`` (or ``last``) weights."""
-    from galrec.checkpoint import load_checkpoint
+    from galrec.training.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -456,3 +458,18 @@ def load_run(run_dir: Path, trainable: dict[str, torch.Tensor]) -> Run:
     run = build_run(cfg, run_dir, write=False)
     run.model.load_trainable(trainable)
     return run
+
+
+EXPORT_FILE = "galrec_export.json"
+FORMAT = "galrec-hf"
+
+
+def open_export(folder: Path) -> tuple[Run, dict[str, Any]]:
+    """The run of an exported folder and its ``galrec_export.json``."""
+    from safetensors.torch import load_file
+
+    meta = json.loads((folder / EXPORT_FILE).read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{folder}: not a {FORMAT} export (format {meta.get('format')!r})")
+    run = load_run(folder, load_file(str(folder / "model.safetensors")))
+    return run, {**meta, "dataset": str(folder / "dataset")}

@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from galrec.backbone import mean_pool
 from galrec.config import ModelConfig
+from galrec.model.backbone import mean_pool
 
 
 @torch.no_grad()
@@ -177,7 +177,7 @@ def collaborative_features(
     arrays = [
         np.asarray(a, dtype=np.int64) for a in (train.users, train.items, valid.users, valid.items)
     ]
-    from galrec.registry import default_config
+    from galrec.config import default_config
 
     # The LightGCN baseline's own settings (configs/lightgcn.yaml), so that with the baseline's
     # dimension and epochs ``c_v`` is exactly the LightGCN row of a comparison at the same seed.

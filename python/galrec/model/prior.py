@@ -10,7 +10,7 @@ only move away from it where the language model helps. The parts:
   a user-supplied ``.npy``); ``p_u`` does not depend on the history;
 - ``sasrec``: a SASRec trained with the baseline's settings; ``p_u`` is its state after reading
   the user's latest items: before the training cut, or the history that scoring a split may
-  show (galrec.sequences), so it never sees what is being predicted;
+  show (galrec.data.sequences), so it never sees what is being predicted;
 - ``text``: the backbone's frozen title vectors, ``p_u`` a recency-weighted sum over the same
   history, so an item is scored by how its title reads next to the latest ones.
 The scales ``a`` are calibrated once on the validation split (the pairs no part was trained
@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from galrec.sequences import Histories, histories
+from galrec.data.sequences import Histories, histories
 
 
 class PriorPart(nn.Module):
@@ -86,7 +86,7 @@ class CFPart(PriorPart):
 
 class HistoryPart(PriorPart):
     """A part whose ``p_u`` reads the user's time-ordered history: what the split scored allows
-    (galrec.sequences), or for training users what comes before their ``cut``."""
+    (galrec.data.sequences), or for training users what comes before their ``cut``."""
 
     def __init__(self, item_vectors: torch.Tensor, dataset: Any) -> None:
         super().__init__(item_vectors)
@@ -313,7 +313,7 @@ def fit_sasrec_prior(
     row. Loaded from ``run_file`` (a finished run's copy), else from ``cache_dir``, else trained
     (and written to both)."""
     from galrec.baselines.sequential import SequentialScorer, build_model, fit_sequential
-    from galrec.registry import default_config
+    from galrec.config import default_config
 
     if run_file is not None and run_file.is_file():
         return SequentialScorer.load(run_file).model

@@ -2,11 +2,11 @@
 
 Every model is a :class:`ModelSpec`: a ``train`` function that fits the model on a dataset's
 training split for one seed, writes a run directory and returns a :class:`TrainedModel` (a
-:class:`galrec.evaluate.Scorer` plus its training history), and an ``open`` function that turns
-such a run directory back into a scorer. Baselines (popularity, MF, LightGCN, SASRec, GRU4Rec)
+:class:`galrec.evaluation.evaluate.Scorer` plus its training history), and an ``open`` function that
+turns such a run directory back into a scorer. Baselines (popularity, MF, LightGCN, SASRec, GRU4Rec)
 are built in; the language-model family (GAL-Rec, its ablations, the text-only and ID-token LMs)
-is registered by :mod:`galrec.lm_models` (see :func:`register`), so a new model plugs into
-compare/evaluate by name. ``open_run`` also opens the run directories of ``galrec train``
+is registered by :mod:`galrec.experiments.lm_models` (see :func:`register`), so a new model plugs
+into compare/evaluate by name. ``open_run`` also opens the run directories of ``galrec train``
 (``config.yaml``).
 
 A baseline run directory holds ``run.json`` (model, dataset path, seed, config, timings),
@@ -19,12 +19,8 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from galrec.baselines import (
     BaselineFit,
@@ -39,63 +35,10 @@ from galrec.baselines import (
     fit_mf,
     fit_sequential,
 )
-from galrec.evaluate import Scorer, SplitDataset
+from galrec.evaluation.evaluate import Scorer
+from galrec.experiments.spec import MODELS, ModelSpec, TrainedModel, TrainRequest, register
 
-RUN_FILE = "run.json"
-HISTORY_FILE = "history.jsonl"
 WEIGHTS_FILE = "model.safetensors"
-
-
-@dataclass
-class TrainRequest:
-    """Everything one training run needs."""
-
-    dataset: SplitDataset
-    dataset_dir: Path | None
-    seed: int
-    run_dir: Path
-    config: dict[str, Any] = field(default_factory=dict)  # the model's YAML config, parsed
-    device: str = "auto"
-    progress: bool = False
-
-
-@dataclass
-class TrainedModel:
-    """A trained model ready to score, with what happened during training."""
-
-    scorer: Scorer
-    history: list[dict[str, float]]
-    train_seconds: float
-    info: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A named model: ``kind`` is "baseline", "method" (GAL-Rec) or "ablation"."""
-
-    name: str
-    kind: str
-    description: str
-    train: Callable[[TrainRequest], TrainedModel]
-    open: Callable[[Path], Scorer]
-    resolve: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-    """The complete options a config file stands for, defaults filled in (None: the file as
-    it is, which for the baselines' packaged files lists every option). ``galrec compare``
-    reuses a finished run only when these are unchanged, so a changed default retrains."""
-
-    def resolved(self, config: dict[str, Any]) -> dict[str, Any]:
-        """``config`` with the defaults it leaves out (see ``resolve``)."""
-        return config if self.resolve is None else self.resolve(config)
-
-
-MODELS: dict[str, ModelSpec] = {}
-
-
-def register(spec: ModelSpec) -> None:
-    """Add (or replace) a model under ``spec.name``."""
-    if spec.kind not in ("baseline", "method", "ablation"):
-        raise ValueError(f"kind must be baseline, method or ablation, got {spec.kind!r}")
-    MODELS[spec.name] = spec
 
 
 def get_model(name: str) -> ModelSpec:
@@ -111,30 +54,17 @@ def known_models() -> list[str]:
     return sorted(MODELS)
 
 
-def default_config(name: str) -> dict[str, Any]:
-    """The packaged ``configs/<name>.yaml`` as a dict (empty when the model has none)."""
-    path = resources.files("galrec") / "configs" / f"{name}.yaml"
-    if not path.is_file():
-        return {}
-    return load_yaml(path.read_text(), f"configs/{name}.yaml")
-
-
-def load_yaml(text: str, where: str) -> dict[str, Any]:
-    values = yaml.safe_load(text) or {}
-    if not isinstance(values, dict):
-        raise ValueError(f"{where}: expected a mapping of options, got {type(values).__name__}")
-    return values
-
-
 def open_run(run_dir: str | Path) -> tuple[Scorer, dict[str, Any]]:
     """A scorer from a run directory written by a registered model, and its ``run.json``."""
+    from galrec.training.rundir import RUN_FILE
+
     run_dir = Path(run_dir)
     meta_path = run_dir / RUN_FILE
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         return get_model(meta["model"]).open(run_dir), meta
     if (run_dir / "config.yaml").is_file():  # a run of `galrec train`
-        from galrec.lm_models import open_lm_run
+        from galrec.experiments.lm_models import open_lm_run
 
         scorer = open_lm_run(run_dir)
         config = scorer.run.cfg
@@ -148,22 +78,6 @@ def open_run(run_dir: str | Path) -> tuple[Scorer, dict[str, Any]]:
     )
 
 
-def write_run(run_dir: Path, meta: dict[str, Any], history: list[dict[str, float]]) -> None:
-    """``run.json`` and ``history.jsonl`` of a run."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / RUN_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    with (run_dir / HISTORY_FILE).open("w") as out:
-        for record in history:
-            out.write(json.dumps(record) + "\n")
-
-
-def read_history(run_dir: Path) -> list[dict[str, float]]:
-    path = run_dir / HISTORY_FILE
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _meta(name: str, request: TrainRequest, config: dict[str, Any], seconds: float) -> dict:
     return {
         "model": name,
@@ -175,6 +89,8 @@ def _meta(name: str, request: TrainRequest, config: dict[str, Any], seconds: flo
 
 
 def _train_popularity(request: TrainRequest) -> TrainedModel:
+    from galrec.training.rundir import write_run
+
     start = time.perf_counter()
     data = request.dataset
     scorer = PopularityScorer.fit(data.train.items, data.num_items)
@@ -190,6 +106,8 @@ def _save_fit(
     """Write the run directory of a fitted baseline (``run.json`` with its best epoch, the
     history, the weights) and return it as a :class:`TrainedModel`; shared by the epoch-trained
     baselines so that their runs look alike."""
+    from galrec.training.rundir import write_run
+
     meta = _meta(name, request, config, result.seconds)
     meta["best_epoch"] = result.best_epoch
     write_run(request.run_dir, meta, result.history)
@@ -297,6 +215,6 @@ register(
 def _register_language_models() -> None:
     """Register GAL-Rec and the LM baselines when the training package provides them."""
     try:
-        from galrec import lm_models  # noqa: F401  (registers on import)
+        from galrec.experiments import lm_models  # noqa: F401  (registers on import)
     except ImportError:
         return

@@ -18,8 +18,8 @@ from dataclasses import dataclass, fields, replace
 import torch
 
 from galrec.config import LossConfig
-from galrec.losses import info_nce, recommendation_loss
-from galrec.queue import TypedQueues
+from galrec.model.losses import info_nce, recommendation_loss
+from galrec.model.queue import TypedQueues
 
 
 @dataclass

@@ -106,7 +106,7 @@ class SASRecShape:
 
 @dataclass(frozen=True)
 class ModelShape:
-    """What the count needs to know about a :class:`galrec.model.GalRecModel`."""
+    """What the count needs to know about a :class:`galrec.model.gal_rec.GalRecModel`."""
 
     encoder: EncoderShape
     feature_dim: int
@@ -353,7 +353,7 @@ def encoder_shape(model: nn.Module) -> EncoderShape:
 
 
 def model_shape(model: Any) -> ModelShape:
-    """The :class:`ModelShape` of a :class:`galrec.model.GalRecModel`."""
+    """The :class:`ModelShape` of a :class:`galrec.model.gal_rec.GalRecModel`."""
     external = model.external
     projector = external.projector
     mlp = not isinstance(projector, nn.Linear)
@@ -391,12 +391,12 @@ def _view(tokens: dict[str, Any], **kwargs: Any) -> View:
 
 def step_views(trainer: Any, batch: Any) -> tuple[list[View], list[Contrast]]:
     """The views and InfoNCE logits of one micro-step of ``trainer``
-    (:class:`galrec.training.Trainer`, one process) on ``batch`` (a ``TrainBatch``), as
+    (:class:`galrec.training.trainer.Trainer`, one process) on ``batch`` (a ``TrainBatch``), as
     ``Trainer._micro_step`` runs them; call it before the step (the queues' fill counts).
 
     Online views run in full; momentum keys on ``head_rows(view, contrastive rows)``.
     """
-    from galrec.pipeline import head_rows
+    from galrec.training.pipeline import head_rows
 
     loss = trainer.cfg.loss
     model = trainer.model

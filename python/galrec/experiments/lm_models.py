@@ -1,12 +1,13 @@
-"""GAL-Rec, its ablations and the language-model baselines as models of :mod:`galrec.registry`.
+"""GAL-Rec, its ablations and the language-model baselines as models of
+:mod:`galrec.experiments.registry`.
 
 Each name maps to a packaged training config (``configs/<name>.yaml``, see galrec.config):
 ``gal_rec`` (the method), ``text_lm`` (L0 only, no ID tokens, no graph), ``id_lm`` (ID tokens
 without graph learning, CLLM4Rec-like), the ablations ``no_l1``, ``no_l2``, ``no_l3``,
 ``no_queue``, ``no_hop2``, and ``no_lm`` / ``frozen_lm`` (the score prior without the language
 model / with its frozen title part, nothing trained). ``galrec compare`` trains them through
-:class:`galrec.training.Trainer` on the prepared dataset directory it was given, with the seed and
-device it was given; the trained model scores through the same evaluator as every baseline.
+:class:`galrec.training.trainer.Trainer` on the prepared dataset directory it was given, with the
+seed and device it was given; the trained model scores through the same evaluator as every baseline.
 Importing this module registers them.
 """
 
@@ -22,7 +23,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from galrec.registry import ModelSpec, TrainedModel, TrainRequest, register, write_run
+from galrec.experiments.spec import ModelSpec, TrainedModel, TrainRequest, register
+from galrec.training.rundir import write_run
 
 CACHE = ".galrec-cache"
 
@@ -41,8 +43,8 @@ LANGUAGE_MODELS: dict[str, tuple[str, str]] = {
 
 
 class RunScorer:
-    """A trained LM run as a :class:`~galrec.evaluate.Scorer` and
-    :class:`~galrec.evaluate.EmbeddingModel`.
+    """A trained LM run as a :class:`~galrec.evaluation.evaluate.Scorer` and
+    :class:`~galrec.evaluation.evaluate.EmbeddingModel`.
 
     Scores come from the run's L0 head over users' hop-1 prompts. The representations are the
     normalised contrastive outputs ``z``: users from their hop-1 prompts, items from hop-0 (the
@@ -58,7 +60,7 @@ class RunScorer:
 
     def for_split(self, data: Any, split: str) -> RunScorer:
         """This run scoring ``split``: a sequential model's test prompts show the validation
-        item (galrec.sequences), its validation prompts never do."""
+        item (galrec.data.sequences), its validation prompts never do."""
         scorer = self._scorer.for_split(data, split)
         return self if scorer is self._scorer else RunScorer(self.run, scorer)
 
@@ -144,8 +146,8 @@ def _config(request: TrainRequest, name: str) -> Any:
 
 def _trainer(name: str) -> Any:
     def train(request: TrainRequest) -> TrainedModel:
-        from galrec.rundir import clear_run
-        from galrec.training import Trainer
+        from galrec.training.rundir import clear_run
+        from galrec.training.trainer import Trainer
 
         # A run here that compare did not reuse is replaced: cleared before _config writes the
         # dataset copy, so none of its files (dataset, features, best/) leaks into this run.
@@ -179,7 +181,7 @@ def _trainer(name: str) -> Any:
 
 def open_lm_run(run_dir: Path) -> RunScorer:
     """The scorer of a finished LM run directory (its best checkpoint)."""
-    from galrec.run import open_run
+    from galrec.training.run import open_run
 
     return RunScorer(open_run(run_dir))
 

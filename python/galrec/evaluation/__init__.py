@@ -1,0 +1,1 @@
+"""Measuring any model: ranking metrics, alignment/uniformity, semantic-gap twins."""

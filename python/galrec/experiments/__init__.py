@@ -1,0 +1,1 @@
+"""Models by name (the registry) and comparisons of them (``galrec compare``)."""

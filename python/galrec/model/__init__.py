@@ -1,0 +1,1 @@
+"""The GAL-Rec model: backbone, ID embeddings, heads, score prior, losses, momentum."""

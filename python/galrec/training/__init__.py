@@ -1,0 +1,1 @@
+"""Training GAL-Rec: the run, its batches, the loop, checkpoints and run directory."""
