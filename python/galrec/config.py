@@ -162,7 +162,9 @@ class TrainConfig:
     log_every: int = 1
     device: str = "auto"
     threads: int = 0
-    """torch intra-op threads (0: leave torch's default)."""
+    """torch intra-op threads; 0: all cores, less those other processes keep busy when the run
+    starts (galrec.training.threads; 2 threads beside one busy process ran 1.3-2.7x slower than 1
+    on a 2-core machine), and a resumed run keeps the count it had."""
     precision: str = _choice("auto", "auto", "fp32", "bf16")
     """Forward passes under bf16 autocast (``auto``: on CUDA and on CPUs with native bf16)."""
     progress: bool = True

@@ -44,6 +44,15 @@ def _open(run: str, dataset: str | None) -> tuple[Any, Any, dict[str, Any]]:
     return scorer, _load_dataset(path), meta
 
 
+def _use_threads(threads: int | None) -> None:
+    """Set torch's threads (``--threads``, else picked from the machine's load) and say so."""
+    from galrec.training.threads import use_threads
+
+    choice = use_threads(threads or 0)
+    if choice is not None:
+        click.echo(f"torch threads: {choice.reason}", err=True)
+
+
 @click.command("evaluate")
 @click.argument("run", type=click.Path(exists=True, file_okay=False))
 @click.option("--split", type=click.Choice(["valid", "test"]), default="test", show_default=True)
@@ -78,6 +87,13 @@ def _open(run: str, dataset: str | None) -> tuple[Any, Any, dict[str, Any]]:
     help="Users per chunk (default: sized to ~1 GB of scores).",
 )
 @click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="torch CPU threads (default: all cores, less those other processes keep busy when "
+    "the command starts; more threads than free cores stall every step).",
+)
+@click.option(
     "-o",
     "--out",
     type=click.Path(file_okay=False),
@@ -94,6 +110,7 @@ def evaluate_command(
     seed: int,
     device: str,
     chunk_size: int | None,
+    threads: int | None,
     out: str | None,
 ) -> None:
     """Evaluate a trained run: full ranking over all items, training items masked.
@@ -105,6 +122,7 @@ def evaluate_command(
 
     from galrec.evaluation.evaluate import evaluate
 
+    _use_threads(threads)
     cutoffs = _ks(ks)
     scorer, data, _ = _open(run, dataset)
     candidate_lists = None if candidates is None else _load_candidates(Path(candidates))
@@ -178,7 +196,8 @@ def evaluate_command(
     "--threads",
     type=click.IntRange(min=1),
     default=None,
-    help="torch CPU threads (1 is fastest for small models on a busy machine).",
+    help="torch CPU threads (default: all cores, less those other processes keep busy when "
+    "the command starts; more threads than free cores stall every step).",
 )
 @click.option("--plots/--no-plots", default=True, show_default=True)
 @click.option(
@@ -210,7 +229,6 @@ def compare_command(
     Example:
       galrec compare --dataset prepared/ml-100k --models popularity,mf,lightgcn --seeds 0,1,2
     """
-    import torch
 
     from galrec.config import default_config, load_yaml
     from galrec.experiments.compare import run_compare
@@ -247,8 +265,7 @@ def compare_command(
                     overrides[name] = with_overrides(base, lm_sets)
                 except ValueError as error:
                     raise click.BadParameter(str(error), param_hint="--lm-set") from None
-    if threads:
-        torch.set_num_threads(threads)
+    _use_threads(threads)
     data = _load_dataset(dataset)
     name = getattr(data, "name", Path(dataset).name)
     out_dir = Path(out) if out else Path("runs") / "compare" / name

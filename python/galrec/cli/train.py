@@ -100,10 +100,10 @@ def train_command(
 @click.option("--steps", default=100, show_default=True, help="Training steps per model.")
 @click.option(
     "--threads",
-    default=1,
+    default=0,
     show_default=True,
-    help="torch intra-op threads (0: torch's default). One leaves the other core to the batch "
-    "prefetcher and stays fast when the machine is shared; 2 threads on 2 busy cores stall.",
+    help="torch intra-op threads (0: all cores, less those other processes keep busy when the "
+    "job starts; more threads than free cores stall every step).",
 )
 def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) -> None:
     """Offline demo: generate the semantic-gap dataset, train the text-only LM, the ID-token LM
@@ -137,6 +137,8 @@ def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) ->
             f"== {name}: {Path(str(config_path(name))).read_text().splitlines()[0].lstrip('# ')}"
         )
         trainer = Trainer(cfg, Path(out_dir) / name, overwrite=True)
+        for note in trainer.notes:
+            click.echo(note)
         result = trainer.fit()
         rows.append((name, result.test))
     click.echo("")

@@ -156,8 +156,14 @@ def recover_checkpoint(directory: str | Path) -> Recovery:
     )
 
 
+def checkpoint_state(directory: Path) -> dict[str, Any]:
+    """The checkpoint's ``state.json`` (step, scheduler, history, config, threads, ...)."""
+    state: dict[str, Any] = json.loads((directory / STATE_FILE).read_text())
+    return state
+
+
 def _step(directory: Path) -> int:
-    return int(json.loads((directory / STATE_FILE).read_text())["step"])
+    return int(checkpoint_state(directory)["step"])
 
 
 def _fsync_tree(root: Path) -> None:

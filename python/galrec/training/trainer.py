@@ -36,6 +36,7 @@ from galrec.model.objective import BatchIds, enqueue_keys, objective, plan_views
 from galrec.model.queue import TypedQueues
 from galrec.progress import Progress
 from galrec.training.checkpoint import (
+    checkpoint_state,
     load_checkpoint,
     optimizer_from_tensors,
     optimizer_to_tensors,
@@ -53,6 +54,7 @@ from galrec.training.pipeline import (
 )
 from galrec.training.run import Run, build_run
 from galrec.training.rundir import Claim, RunDirError, claim_run_dir, undone_on_error
+from galrec.training.threads import use_threads
 
 
 @dataclass
@@ -129,8 +131,6 @@ class Trainer:
         self.cfg = cfg
         self.out_dir = Path(out_dir or cfg.out_dir)
         self.device = resolve_device(cfg.train.device)
-        if cfg.train.threads > 0:
-            torch.set_num_threads(cfg.train.threads)
         self.dist = init_distributed(self.device)
         if self.device.type == "cuda" and self.dist.world_size > 1:
             self.device = torch.device("cuda", self.dist.rank % torch.cuda.device_count())
@@ -139,8 +139,25 @@ class Trainer:
         claim = self._claim(resume, overwrite, allow_config_change)
         self.resumed = claim.checkpoint is not None
         self.notes = claim.notes
+        self._use_threads(claim.checkpoint)
         with undone_on_error(self.out_dir) if self.dist.is_main else nullcontext():
             self._build(claim.checkpoint, cache_dir)
+
+    def _use_threads(self, checkpoint: Path | None) -> None:
+        """torch's threads: ``train.threads``, else those of the run being resumed (another
+        count changes the floating-point sums, and a resume continues bit-identically), else
+        picked from the machine's load (galrec.training.threads). A count not set is noted."""
+        requested = self.cfg.train.threads
+        if requested <= 0 and checkpoint is not None:
+            requested = int(checkpoint_state(checkpoint).get("threads", 0))
+            if requested > 0:
+                use_threads(requested)
+                self.notes.append(f"torch threads: {requested} (as the resumed run had)")
+                return
+        processes = int(os.environ.get("LOCAL_WORLD_SIZE", self.dist.world_size))
+        choice = use_threads(requested, processes)
+        if choice is not None and requested <= 0 and self.dist.is_main:
+            self.notes.append(f"torch threads: {choice.reason}")
 
     def _build(self, checkpoint: Path | None, cache_dir: Path | None) -> None:
         """Run, model, optimizer, queues and batch source; the ``checkpoint``'s state loaded."""
@@ -417,7 +434,7 @@ class Trainer:
             "step": self.step, "scheduler": self.scheduler.state_dict(), "optimizer": opt_meta,
             "rng": rng_meta, "best_metric": self.best_metric, "best_step": self.best_step,
             "stale_validations": self.stale_validations, "history": self.history,
-            "config": self.cfg.to_dict(),
+            "config": self.cfg.to_dict(), "threads": torch.get_num_threads(),
         }  # fmt: skip
         save_checkpoint(directory, tensors, state, adapter=self.model.backbone.model)
 
