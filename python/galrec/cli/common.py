@@ -82,3 +82,14 @@ class AliasedOption(click.Option):
             return super().get_help_record(ctx)
         finally:
             self.opts = shown
+
+
+#: ``--threads`` of every command that runs a model: unset (None) picks the count from the
+#: machine's load when the command starts (galrec.training.threads).
+threads_option = click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="torch CPU threads (default: all cores, less those other processes keep busy when "
+    "the command starts; more threads than free cores stall every step).",
+)

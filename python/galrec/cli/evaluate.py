@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from galrec.cli.common import UserError
+from galrec.cli.common import UserError, threads_option
 
 
 def _load_dataset(path: str | Path) -> Any:
@@ -86,13 +86,7 @@ def _use_threads(threads: int | None) -> None:
     default=None,
     help="Users per chunk (default: sized to ~1 GB of scores).",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="torch CPU threads (default: all cores, less those other processes keep busy when "
-    "the command starts; more threads than free cores stall every step).",
-)
+@threads_option
 @click.option(
     "-o",
     "--out",
@@ -192,13 +186,7 @@ def evaluate_command(
     help="Evaluate against N random negatives (labelled sampled) instead of all items.",
 )
 @click.option("--device", default="auto", show_default=True)
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="torch CPU threads (default: all cores, less those other processes keep busy when "
-    "the command starts; more threads than free cores stall every step).",
-)
+@threads_option
 @click.option("--plots/--no-plots", default=True, show_default=True)
 @click.option(
     "--fresh",

@@ -11,6 +11,8 @@ from typing import Any
 
 import click
 
+from galrec.cli.common import threads_option
+
 #: The quick start trains the packaged configs as they are (their defaults are the CPU budget's);
 #: only the steps, validation and threads come from its options.
 QUICKSTART_MODELS = ("text_lm", "id_lm", "gal_rec")
@@ -98,14 +100,8 @@ def train_command(
     help="minilm (pip-installed), smollm2, tiny-bert, or a HF name/path.",
 )
 @click.option("--steps", default=100, show_default=True, help="Training steps per model.")
-@click.option(
-    "--threads",
-    default=0,
-    show_default=True,
-    help="torch intra-op threads (0: all cores, less those other processes keep busy when the "
-    "job starts; more threads than free cores stall every step).",
-)
-def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) -> None:
+@threads_option
+def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int | None) -> None:
     """Offline demo: generate the semantic-gap dataset, train the text-only LM, the ID-token LM
     and GAL-Rec on it, and print Recall@10 / NDCG@10 and how well each tells twins apart. A
     rerun replaces the runs of the previous one.
@@ -130,7 +126,7 @@ def quickstart_command(out_dir: str, backbone: str, steps: int, threads: int) ->
             f"train.steps={steps}",
             f"train.eval_every={steps}",
             f"train.checkpoint_every={steps}",
-            f"train.threads={threads}",
+            f"train.threads={threads or 0}",
         ]
         cfg = load_config(config_path(name), overrides)
         click.echo(
