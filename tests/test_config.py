@@ -26,6 +26,12 @@ def test_defaults_follow_method():
         (["model.text_prior_decay=0"], r"text_prior_decay in \(0, 1\]"),
         (["model.score_prior=none", "model.lm_score=false"], r"lm_score=false needs"),
         (["loss.contrastive_batch=-1"], r"contrastive_batch"),
+        (["model.prior_holdout=-1"], r"prior_holdout: must be 0"),
+        (
+            ["model.prior_holdout=2", "model.score_prior=cf", "train.target=random"],
+            r"prior_holdout needs train.target=next",
+        ),
+        (["model.prior_holdout=2", "train.cut_window=5"], r"cut_window=5 would cut before"),
     ],
 )
 def test_prior_and_target_must_agree(overrides, message):

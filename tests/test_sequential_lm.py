@@ -337,6 +337,50 @@ def test_cut_window_keeps_cuts_among_the_last_positions(sequential_run):
         assert np.all(cut <= lengths[users] - 1)
 
 
+def test_without_latest_drops_each_users_latest_training_items_keeping_one():
+    from galrec.data.sequences import without_latest
+
+    data = _Data()
+    held_out = without_latest(data, 2)
+    hist = histories(held_out, "valid")
+    assert hist.of(0).tolist() == [3, 1]  # 4 and 0 were user 0's latest
+    assert hist.of(1).tolist() == [2]  # two items: the older stays
+    assert hist.of(2).tolist() == [5]  # one item: kept
+    rows = held_out.train
+    assert rows.items.tolist() == [2, 3, 1, 5]  # the split's own row order
+    assert held_out.valid is data.valid and held_out.test is data.test
+    assert len(data.train) == 7  # the original is untouched
+    assert without_latest(data, 0) is data
+
+
+def test_prior_holdout_fits_features_without_the_targets_and_cuts_among_them(tmp_path):
+    from galrec.data.sequences import without_latest
+    from galrec.model.external import collaborative_features
+
+    cfg = tiny_config(
+        tmp_path / "run", "gal_rec", "model.score_prior=cf", "model.cf_epochs=5",
+        "model.prior_holdout=2",
+    )  # fmt: skip
+    run = build_run(cfg, tmp_path / "run")
+    cache = tmp_path / "cache"
+    held_out = collaborative_features(
+        cfg.model, without_latest(run.dataset, 2), cfg.train.seed, cache
+    )
+    full = collaborative_features(cfg.model, run.dataset, cfg.train.seed, cache)
+    assert held_out is not None and full is not None
+    prior_cf = run.model.prior.part(0)
+    num_users = run.dataset.num_users
+    assert torch.allclose(prior_cf.user_vectors, torch.from_numpy(held_out[:num_users]))
+    assert not torch.allclose(prior_cf.user_vectors, torch.from_numpy(full[:num_users]))
+    # L0 cuts fall among the two latest training items, the ones the prior never saw.
+    source = BatchSource(run, plan_views(run.cfg.loss))
+    lengths = source.history.lengths()
+    for index in range(4):
+        ids = source(index).ids
+        users, cut = ids.users.numpy(), ids.cut.numpy()
+        assert np.all(cut >= np.maximum(1, lengths[users] - 2))
+
+
 def test_calibration_masks_seen_items_and_keeps_an_informative_part():
     from galrec.model.prior import CFPart, ScorePrior
 

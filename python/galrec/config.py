@@ -89,6 +89,11 @@ class ModelConfig:
     sasrec_epochs: int = 200
     """At most this many epochs for the ``sasrec`` prior (early-stopped on validation); its
     other settings are the SASRec baseline's (configs/sasrec.yaml)."""
+    prior_holdout: int = 0
+    """Fit the prior's SASRec and LightGCN (and the CF and user title features) without each
+    user's latest ``prior_holdout`` training interactions, and let L0 cut only among them
+    (``train.cut_window``), so the LM's targets are ones no part of the prior trained on:
+    stacking. 0 fits everything on the whole training split, as the baselines are."""
     text_prior_items: int = 5
     text_prior_decay: float = 0.5
     """The ``text`` part reads the user's latest ``text_prior_items`` items, the j-th most
@@ -140,7 +145,8 @@ class TrainConfig:
     target is the item at the cut; evaluation prompts list the latest items of the history."""
     cut_window: int = 0
     """With ``target=next``: cut only among each user's last ``cut_window`` training positions
-    (0: anywhere), the part of a history most like the held-out next items."""
+    (0: anywhere, or the last ``model.prior_holdout`` when that is set), the part of a history
+    most like the held-out next items."""
     steps: int = 150
     """Optimizer steps; 0 evaluates the model as built (the score prior alone, for ``no_lm``)."""
     batch_size: int = 16
@@ -317,6 +323,18 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"model.score_prior={prior} needs train.target=next (its sasrec and text parts "
             "read the history before the target)"
+        )
+    holdout = cfg.model.prior_holdout
+    if holdout < 0:
+        raise ConfigError(f"model.prior_holdout: must be 0 (off) or more, got {holdout}")
+    if holdout and cfg.train.target != "next":
+        raise ConfigError(
+            "model.prior_holdout needs train.target=next (its targets are the latest)"
+        )
+    if holdout and cfg.train.cut_window > holdout:
+        raise ConfigError(
+            f"train.cut_window={cfg.train.cut_window} would cut before the "
+            f"model.prior_holdout={holdout} interactions the prior did not train on"
         )
     if cfg.model.text_prior_items < 1 or not 0.0 < cfg.model.text_prior_decay <= 1.0:
         raise ConfigError(

@@ -91,3 +91,35 @@ def histories(
     # Valid rows come after every training row of their user: order them last among ties.
     stamps = np.concatenate([np.asarray(p.timestamps, dtype=np.int64) for p in parts])
     return _grouped(users, items, stamps, int(dataset.num_users))
+
+
+def without_latest(dataset: Any, count: int) -> Any:
+    """``dataset`` with each user's latest ``count`` training interactions (time order, as
+    :func:`histories` orders them) taken out of the training split, keeping at least one per
+    user; validation and test are unchanged.
+
+    What ``model.prior_holdout`` fits the score prior and the CF features on, so that the
+    language model's L0 targets (those latest interactions) are ones the prior never trained
+    on: against a prior that memorised them, a residual has nothing left to learn.
+    """
+    import copy
+
+    from galrec.data.prepared import Interactions
+
+    if count < 0:
+        raise ValueError(f"count must be 0 or more, got {count}")
+    train = dataset.train
+    if count == 0 or len(train) == 0:
+        return dataset
+    users = np.asarray(train.users, dtype=np.int64)
+    order = np.lexsort((np.arange(len(users)), np.asarray(train.timestamps), users))
+    lengths = np.bincount(users, minlength=int(dataset.num_users))
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    sorted_users = users[order]
+    from_end = starts[sorted_users] + lengths[sorted_users] - 1 - np.arange(len(users))
+    drop = (from_end < count) & (from_end < lengths[sorted_users] - 1)
+    keep = np.sort(order[~drop])  # the split's own row order
+    trimmed = Interactions(users[keep], np.asarray(train.items)[keep], train.timestamps[keep])
+    held_out = copy.copy(dataset)
+    held_out.train = trimmed
+    return held_out

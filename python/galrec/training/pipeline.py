@@ -171,7 +171,8 @@ class BatchSource:
         # Views whose every row a term needs: L0's user prompts. The rest feed L1-L3 only.
         self.full_views = {"user1"} if run.cfg.loss.l0 > 0 else set()
         self.sequential = run.cfg.train.target == "next"
-        self.cut_window = run.cfg.train.cut_window
+        # With a held-out prior, cut only where the prior did not train (the targets' window).
+        self.cut_window = run.cfg.train.cut_window or run.cfg.model.prior_holdout
         self.rank = rank
         data = run.dataset
         self.num_users = int(data.num_users)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from galrec.config import Config, DataConfig, config_from_dict
+from galrec.data.sequences import without_latest
 from galrec.model.backbone import Backbone, load_backbone
 from galrec.model.external import (
     ExternalEmbeddings,
@@ -282,6 +283,9 @@ def build_model(
     exported = work_dir / EXTERNAL_FILE
     cache = cache_dir or default_cache_dir(work_dir)
     say = cfg.train.progress
+    # What the features and the prior are fitted on: the training split, or with
+    # model.prior_holdout all of it but each user's latest interactions (L0's targets).
+    fit_data = without_latest(dataset, cfg.model.prior_holdout)
     with phase(f"backbone {cfg.model.backbone}", say):
         loaded = load_backbone(cfg.model, dataset.item_texts, work_dir, seed=cfg.train.seed)
     cf: np.ndarray | None = None
@@ -300,13 +304,13 @@ def build_model(
             item_text = cached_text_features(
                 loaded.model, loaded.name, loaded.tokenizer_json, dataset.item_texts, cache
             )
-        train = dataset.train
+        train = fit_data.train
         user_text = user_mean_features(
             item_text, np.asarray(train.users), np.asarray(train.items), dataset.num_users
         )
         blocks = [np.concatenate([user_text, item_text])]
         with phase(f"CF features {cfg.model.cf_features}", say and cfg.model.cf_features != "none"):
-            cf = collaborative_features(cfg.model, dataset, cfg.train.seed, cache)
+            cf = collaborative_features(cfg.model, fit_data, cfg.train.seed, cache)
         if cf is not None:
             blocks.append(cf)
         feats = node_features(blocks)
@@ -324,7 +328,7 @@ def build_model(
         dataset.num_users :, : feats.shape[1] - (0 if cf is None else cf.shape[1])
     ]
     with phase(f"score prior {cfg.model.score_prior}", say and cfg.model.score_prior != "none"):
-        prior = build_prior(cfg, dataset, work_dir, cf, title_vectors, write, cache)
+        prior = build_prior(cfg, dataset, fit_data, work_dir, cf, title_vectors, write, cache)
     model = GalRecModel(
         backbone,
         external,
@@ -363,6 +367,7 @@ def validation_pairs(
 def build_prior(
     cfg: Config,
     dataset: Any,
+    fit_data: Any,
     work_dir: Path,
     cf: np.ndarray | None,
     title_vectors: torch.Tensor,
@@ -371,7 +376,9 @@ def build_prior(
 ) -> ScorePrior | None:
     """The score prior ``model.score_prior`` names (parts joined by ``+``), its scales
     calibrated on the validation split (each user's validation item against all items, the
-    training items masked as evaluation masks them; galrec.model.prior) and then fixed."""
+    training items masked as evaluation masks them; galrec.model.prior) and then fixed.
+    SASRec is fitted on ``fit_data`` (``dataset`` less what ``model.prior_holdout`` holds
+    out); every part reads the histories of ``dataset``."""
 
     if cfg.model.score_prior == "none":
         return None
@@ -392,7 +399,7 @@ def build_prior(
         else:
             copy = work_dir / "prior.safetensors"
             model = fit_sasrec_prior(
-                dataset,
+                fit_data,
                 cfg.train.seed,
                 cfg.model.sasrec_epochs,
                 cache_dir,
