@@ -328,12 +328,18 @@ def test_cut_window_keeps_cuts_among_the_last_positions(sequential_run):
     run = sequential_run
     train = dataclasses.replace(run.cfg.train, cut_window=2)
     windowed = dataclasses.replace(run, cfg=dataclasses.replace(run.cfg, train=train))
-    source = BatchSource(windowed, plan_views(run.cfg.loss))
+    assert_cuts_among_the_last(windowed, 2)
+
+
+def assert_cuts_among_the_last(run, window: int) -> None:
+    """Every L0 cut of a few batches lies among the user's last ``window`` training positions
+    (and leaves at least one item before it)."""
+    source = BatchSource(run, plan_views(run.cfg.loss))
     lengths = source.history.lengths()
     for index in range(4):
         ids = source(index).ids
         users, cut = ids.users.numpy(), ids.cut.numpy()
-        assert np.all(cut >= np.maximum(1, lengths[users] - 2))
+        assert np.all(cut >= np.maximum(1, lengths[users] - window))
         assert np.all(cut <= lengths[users] - 1)
 
 
@@ -373,12 +379,7 @@ def test_prior_holdout_fits_features_without_the_targets_and_cuts_among_them(tmp
     assert torch.allclose(prior_cf.user_vectors, torch.from_numpy(held_out[:num_users]))
     assert not torch.allclose(prior_cf.user_vectors, torch.from_numpy(full[:num_users]))
     # L0 cuts fall among the two latest training items, the ones the prior never saw.
-    source = BatchSource(run, plan_views(run.cfg.loss))
-    lengths = source.history.lengths()
-    for index in range(4):
-        ids = source(index).ids
-        users, cut = ids.users.numpy(), ids.cut.numpy()
-        assert np.all(cut >= np.maximum(1, lengths[users] - 2))
+    assert_cuts_among_the_last(run, 2)
 
 
 def test_calibration_masks_seen_items_and_keeps_an_informative_part():
