@@ -376,8 +376,10 @@ def test_prior_holdout_fits_features_without_the_targets_and_cuts_among_them(tmp
     assert held_out is not None and full is not None
     prior_cf = run.model.prior.part(0)
     num_users = run.dataset.num_users
-    assert torch.allclose(prior_cf.user_vectors, torch.from_numpy(held_out[:num_users]))
-    assert not torch.allclose(prior_cf.user_vectors, torch.from_numpy(full[:num_users]))
+    # (Two LightGCN fits in one process agree to about 1e-7 here, not bit for bit.)
+    vectors = prior_cf.user_vectors
+    assert torch.allclose(vectors, torch.from_numpy(held_out[:num_users]), atol=1e-5)
+    assert (vectors - torch.from_numpy(full[:num_users])).abs().max() > 1e-2
     # L0 cuts fall among the two latest training items, the ones the prior never saw.
     assert_cuts_among_the_last(run, 2)
 
