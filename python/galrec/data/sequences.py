@@ -14,10 +14,13 @@ split used), so the last training item is the one right before the validation it
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from galrec.data.prepared import Interactions
 
 #: The protocol switch: the validation interaction is part of the history when testing.
 VALID_IN_TEST_HISTORY = True
@@ -102,10 +105,6 @@ def without_latest(dataset: Any, count: int) -> Any:
     language model's L0 targets (those latest interactions) are ones the prior never trained
     on: against a prior that memorised them, a residual has nothing left to learn.
     """
-    import copy
-
-    from galrec.data.prepared import Interactions
-
     if count < 0:
         raise ValueError(f"count must be 0 or more, got {count}")
     train = dataset.train
