@@ -413,6 +413,35 @@ def test_no_lm_trains_nothing_and_scores_the_validation_calibrated_prior(tmp_pat
     assert torch.allclose(trainer.run.scorer().score_users(users), expected, atol=1e-5)
 
 
+def test_a_zero_lm_term_scores_the_prior_without_encoding_a_prompt(tmp_path, monkeypatch):
+    from galrec.training.run import LMScorer
+
+    cfg = tiny_config(tmp_path, "gal_rec", "model.score_prior=cf", "model.cf_epochs=5")
+    run = build_run(cfg, tmp_path)
+    model, prior = run.model, run.model.prior
+    assert prior is not None and model.lm_term_is_zero  # W starts at zero
+    users = torch.arange(run.dataset.num_users)
+    prior_scores = prior(prior.user_states(users, "valid"))
+    # The full path (every prompt encoded, W h_u = 0) gives the prior's scores bit for bit,
+    # so skipping it changes nothing.
+    term = LMScorer(run).lm_scores(users.tolist())
+    assert not term.any()
+    assert torch.equal(model.lm_scale * term + prior_scores, prior_scores)
+
+    def no_encoding(*args, **kwargs):
+        raise AssertionError("a zero LM term must not encode prompts")
+
+    monkeypatch.setattr(run, "encode", no_encoding)
+    assert torch.equal(LMScorer(run).score_users(users), prior_scores)
+    with torch.no_grad():
+        model.scorer.proj.weight[0, 0] = 1.0  # a trained W: the term counts again
+    assert not model.lm_term_is_zero
+    with pytest.raises(AssertionError, match="must not encode"):
+        LMScorer(run).score_users(users)
+    model.lm_scale.zero_()  # a calibrated weight of 0 switches it off again
+    assert model.lm_term_is_zero
+
+
 def test_term_scale_is_the_cross_entropy_optimum_and_zero_for_a_harmful_term():
     from galrec.model.prior import fit_term_scale
 

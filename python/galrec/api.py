@@ -396,7 +396,7 @@ class LanguageModelRecommender(Recommender):
         scores = torch.zeros(int(self.dataset.num_items), device=self.device)
         if model.prior is not None:
             scores += model.prior(model.prior.states_from_history(history).to(self.device))[0]
-        if not model.lm_score:
+        if model.lm_term_is_zero:
             return scores
         if any(getattr(self.dataset, "user_texts", None) or []):
             raise NotImplementedError(

@@ -80,6 +80,16 @@ class GalRecModel(nn.Module):
         return self.prior is not None and self.lm_score and self.lm_fusion == "calibrated"
 
     @property
+    def lm_term_is_zero(self) -> bool:
+        """Whether the LM's term adds exactly nothing to a score next to the prior: switched
+        off, weighted 0, or ``W`` still all zero (a run that kept step 0). Scoring then needs
+        no prompt encoded: the prior's scores are the model's, bit for bit."""
+        if self.prior is None:
+            return False
+        weight = self.scorer.proj.weight
+        return not self.lm_score or float(self.lm_scale) == 0.0 or not bool(weight.any())
+
+    @property
     def trains_with_prior(self) -> bool:
         """Whether L0's training scores include the prior (a residual LM term) or not."""
         return self.prior is not None and not self.calibrates_lm_term

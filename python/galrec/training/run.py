@@ -250,7 +250,7 @@ class LMScorer:
         if prior is not None:
             ids_t = torch.as_tensor(ids, device=self.items.device)
             prior_scores = prior(prior.user_states(ids_t, self.split))
-            if not self.run.model.lm_score:  # W is zero: no prompt to encode
+            if self.run.model.lm_term_is_zero:  # no prompt to encode
                 return prior_scores.to(users.device)
         scores = self.lm_scores(ids)
         if prior_scores is not None:
