@@ -69,13 +69,22 @@ class Histories:
         return offsets, self.items[ends[row] - 1 - within]
 
 
-def _grouped(
-    users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, num_users: int
-) -> Histories:
+def _time_order(
+    users: np.ndarray, timestamps: np.ndarray, num_users: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows grouped by user, each user's oldest first (ties by row order), and the CSR
+    ``indptr`` of those groups."""
     order = np.lexsort((np.arange(len(users)), timestamps, users))
     counts = np.bincount(users, minlength=num_users)
     indptr = np.zeros(num_users + 1, dtype=np.int64)
     np.cumsum(counts, out=indptr[1:])
+    return order, indptr
+
+
+def _grouped(
+    users: np.ndarray, items: np.ndarray, timestamps: np.ndarray, num_users: int
+) -> Histories:
+    order, indptr = _time_order(users, timestamps, num_users)
     return Histories(indptr, np.ascontiguousarray(items[order], dtype=np.int64))
 
 
@@ -111,12 +120,11 @@ def without_latest(dataset: Any, count: int) -> Any:
     if count == 0 or len(train) == 0:
         return dataset
     users = np.asarray(train.users, dtype=np.int64)
-    order = np.lexsort((np.arange(len(users)), np.asarray(train.timestamps), users))
-    lengths = np.bincount(users, minlength=int(dataset.num_users))
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    order, indptr = _time_order(users, train.timestamps, int(dataset.num_users))
     sorted_users = users[order]
-    from_end = starts[sorted_users] + lengths[sorted_users] - 1 - np.arange(len(users))
-    drop = (from_end < count) & (from_end < lengths[sorted_users] - 1)
+    ends, lengths = indptr[sorted_users + 1], np.diff(indptr)[sorted_users]
+    from_end = ends - 1 - np.arange(len(users))  # 0: the user's latest interaction
+    drop = (from_end < count) & (from_end < lengths - 1)
     keep = np.sort(order[~drop])  # the split's own row order
     trimmed = Interactions(users[keep], np.asarray(train.items)[keep], train.timestamps[keep])
     held_out = copy.copy(dataset)
