@@ -394,10 +394,9 @@ def step_views(trainer: Any, batch: Any) -> tuple[list[View], list[Contrast]]:
     (:class:`galrec.training.trainer.Trainer`, one process) on ``batch`` (a ``TrainBatch``), as
     ``Trainer._micro_step`` runs them; call it before the step (the queues' fill counts).
 
-    Online views run in full; momentum keys on the contrastive rows, in the merged forward
-    passes of ``pipeline.key_batches``.
+    Online views run in full; momentum keys on ``head_rows(view, contrastive rows)``.
     """
-    from galrec.training.pipeline import key_batches
+    from galrec.training.pipeline import head_rows
 
     loss = trainer.cfg.loss
     model = trainer.model
@@ -417,10 +416,8 @@ def step_views(trainer: Any, batch: Any) -> tuple[list[View], list[Contrast]]:
         )
         for name in trainer.plan.online
     ]
-    key_rows_of: dict[str, int] = {}
-    for names, tokens, sizes in key_batches(batch.views, trainer.plan.keys, key_rows):
-        views.append(_view(tokens, grad=False))
-        key_rows_of.update(zip(names, sizes, strict=True))
+    keys = {name: head_rows(batch.views[name], key_rows) for name in trainer.plan.keys}
+    views += [_view(tokens, grad=False) for tokens in keys.values()]
 
     def queued(kind: str) -> int:
         return 0 if trainer.queues is None else int(trainer.queues.of(kind).filled)
@@ -434,7 +431,7 @@ def step_views(trainer: Any, batch: Any) -> tuple[list[View], list[Contrast]]:
         pairs.append(("item", "item0"))
     contrasts = []
     for kind, key in pairs:
-        rows = key_rows_of[key]
+        rows = int(keys[key]["input_ids"].shape[0])
         contrasts.append(Contrast(rows, rows + queued(kind)))
     return views, contrasts
 

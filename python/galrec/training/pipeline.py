@@ -294,44 +294,6 @@ def concat_views(views: Sequence[Tokens]) -> tuple[Tokens, list[int]]:
     return out, [t["input_ids"].shape[0] for t in views]
 
 
-KEY_PADDING_SLACK = 0.25
-"""How much padding (as a share of a group's own tokens) merging views into one forward may add."""
-
-
-def length_groups(views: dict[str, Tokens], slack: float = KEY_PADDING_SLACK) -> list[list[str]]:
-    """Names of ``views`` grouped so each group can run as one forward pass.
-
-    Sorted by padded length, a view joins the group before it while padding every member to the
-    longest adds at most ``slack`` of the group's own tokens: short hop-0 views share a forward
-    with each other, not with the long hop-1/hop-2 views they would be padded to.
-    """
-    groups: list[list[str]] = []
-    rows = tokens = 0
-    for name in sorted(views, key=lambda v: views[v]["input_ids"].shape[1]):
-        n, length = (int(d) for d in views[name]["input_ids"].shape)
-        if groups and (rows + n) * length <= (1.0 + slack) * (tokens + n * length):
-            groups[-1].append(name)
-            rows, tokens = rows + n, tokens + n * length
-        else:
-            groups.append([name])
-            rows, tokens = n, n * length
-    return groups
-
-
-def key_batches(
-    views: dict[str, Tokens], names: Sequence[str], rows: int, slack: float = KEY_PADDING_SLACK
-) -> list[tuple[list[str], Tokens, list[int]]]:
-    """The momentum-key forward passes of one step: the first ``rows`` prompts of each view in
-    ``names``, merged by :func:`length_groups` into as few batches as the padding allows. Each
-    entry is (view names, their stacked tokens, rows per view)."""
-    heads = {name: head_rows(views[name], rows) for name in names}
-    batches = []
-    for group in length_groups(heads, slack):
-        tokens, sizes = concat_views([heads[name] for name in group])
-        batches.append((group, tokens, sizes))
-    return batches
-
-
 class Prefetcher:
     """Builds batches ``start..stop-1`` in a background thread, ``depth`` ahead of the loop.
 

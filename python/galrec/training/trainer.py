@@ -50,7 +50,7 @@ from galrec.training.pipeline import (
     Tokens,
     TrainBatch,
     concat_views,
-    key_batches,
+    head_rows,
 )
 from galrec.training.run import Run, build_run
 from galrec.training.rundir import Claim, RunDirError, claim_run_dir, undone_on_error
@@ -229,7 +229,10 @@ class Trainer:
         with autocast(self.device, self.cfg.train.precision):
             online = self._encode_online(views, score_rows, prior_states)
             scores = online.pop("scores", None)
-            keys = self._momentum_keys(views, key_rows)
+            keys = {
+                v: self.momentum.forward(self.model, **head_rows(views[v], key_rows))[1].float()
+                for v in self.plan.keys
+            }
             loss, terms = objective(
                 self.cfg.loss, self.plan, online, keys, ids, self.queues, scores
             )
@@ -243,16 +246,6 @@ class Trainer:
         out = {name: float(value) for name, value in terms.items()}
         out["loss"] = float(loss.detach())
         return out
-
-    def _momentum_keys(self, views: dict[str, Tokens], rows: int) -> dict[str, torch.Tensor]:
-        """Momentum z of the first ``rows`` prompts of every key view, in plan order: views of
-        similar length share one no-grad forward (pipeline.key_batches), since a forward over
-        a handful of prompts costs mostly its fixed overhead."""
-        keys: dict[str, torch.Tensor] = {}
-        for names, tokens, sizes in key_batches(views, self.plan.keys, rows):
-            z = self.momentum.forward(self.model, **tokens)[1].float()
-            keys.update(zip(names, z.split(sizes), strict=True))
-        return {name: keys[name] for name in self.plan.keys}
 
     def _encode_online(
         self, views: dict[str, Tokens], score_rows: int, prior_states: torch.Tensor | None
