@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from galrec.model.gal_rec import autocast, cpu_supports_bf16, resolve_precision
+from galrec.model.gal_rec import autocast, cpu_flags, cpu_supports_bf16, resolve_precision
 from galrec.training.run import LMScorer, Run
 from galrec.training.trainer import Trainer
 from train_helpers import tiny_config
@@ -56,3 +56,17 @@ def test_auto_precision_follows_the_hardware():
     with autocast(cpu, "fp32"):
         out = torch.nn.functional.linear(torch.randn(2, 4), torch.randn(3, 4))
     assert out.dtype == torch.float32
+
+
+def test_auto_keeps_fp32_where_bf16_would_be_emulated(tmp_path):
+    # oneDNN calls bf16 "supported" on plain AVX512, where it is emulated at a quarter of the
+    # fp32 rate: only the native instructions' flags may turn bf16 on.
+    assert not cpu_supports_bf16(frozenset({"avx2", "avx512f", "avx512bw", "avx512vl"}))
+    assert not cpu_supports_bf16(frozenset())
+    # With the flags, the answer is the torch build's (oneDNN's bf16 kernels).
+    onednn = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    assert cpu_supports_bf16(frozenset({"avx512f", "avx512_bf16"})) == onednn
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f amx_bf16 amx_tile\n")
+    assert cpu_flags(str(cpuinfo)) == {"fpu", "sse", "avx512f", "amx_bf16", "amx_tile"}
+    assert cpu_flags(str(tmp_path / "missing")) == frozenset()
