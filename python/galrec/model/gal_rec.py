@@ -39,7 +39,7 @@ def cpu_supports_bf16(flags: frozenset[str] | None = None) -> bool:
 
     oneDNN's own check also says yes on plain AVX512 (AVX512BW), where it emulates bf16:
     measured on such a Xeon, bf16 GEMMs at 31 GFLOP/s against 110-138 in fp32, and a MiniLM
-    training step 2.5x slower. So ``auto`` keeps fp32 wherever the flags are missing, on CPUs
+    training step 2.0-2.5x slower. So ``auto`` keeps fp32 wherever the flags are missing, on CPUs
     whose flags cannot be read (macOS, Windows) too.
     """
     flags = cpu_flags() if flags is None else flags

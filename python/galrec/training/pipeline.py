@@ -252,10 +252,18 @@ def head_rows(tokens: Tokens, rows: int) -> Tokens:
     """The first ``rows`` prompts of a token batch, without padding columns they do not use."""
     if rows >= tokens["input_ids"].shape[0]:
         return tokens
-    length = int(tokens["attention_mask"][:rows].sum(1).max())
-    length = max(length, int(tokens["pool_index"][:rows].max()) + 1)
+    return _rows_trimmed(tokens, slice(0, rows), int(_used_lengths(tokens)[:rows].max()))
+
+
+def _used_lengths(tokens: Tokens) -> torch.Tensor:
+    """Columns each prompt uses: its real tokens, and at least up to its pooling position."""
+    return torch.maximum(tokens["attention_mask"].sum(1), tokens["pool_index"] + 1)
+
+
+def _rows_trimmed(tokens: Tokens, rows: slice | torch.Tensor, width: int) -> Tokens:
+    """Prompts ``rows`` of a token batch, cut to their first ``width`` columns."""
     return {
-        key: value[:rows] if key == "pool_index" else value[:rows, :length]
+        key: value[rows] if key == "pool_index" else value[rows, :width]
         for key, value in tokens.items()
     }
 
@@ -264,18 +272,11 @@ def length_sorted_chunks(tokens: Tokens, size: int) -> Iterator[tuple[torch.Tens
     """Chunks of at most ``size`` prompts of a token batch in order of length, each without the
     padding columns none of its rows uses, with the rows they hold: a batch of prompts of mixed
     length runs on about its real token count instead of ``rows x longest``."""
-    lengths = torch.maximum(tokens["attention_mask"].sum(1), tokens["pool_index"] + 1)
+    lengths = _used_lengths(tokens)
     order = torch.argsort(lengths, stable=True)
     for start in range(0, len(order), size):
         rows = order[start : start + size]
-        width = int(lengths[rows].max())
-        yield (
-            rows,
-            {
-                key: value[rows] if key == "pool_index" else value[rows, :width]
-                for key, value in tokens.items()
-            },
-        )
+        yield rows, _rows_trimmed(tokens, rows, int(lengths[rows].max()))
 
 
 def concat_views(views: Sequence[Tokens]) -> tuple[Tokens, list[int]]:
