@@ -2,7 +2,7 @@
 """Probe: how much could a *trained* title model add to GAL-Rec's score prior?
 
 GAL-Rec's trained term adds nothing measurable on top of its prior (docs/results.md). This probe
-bounds what training in the frozen language model's title space could add at all: it fits a
+measures the scale of what training in the frozen language model's title space could add: it fits a
 title-transition model on every training transition of a prepared dataset (a user's latest 5
 titles, weighted 0.5^j as the prior's title part reads them, mapped by a trained 384 x 384
 matrix that starts at the identity, against every item's title; full softmax, the items before
@@ -58,29 +58,18 @@ class TitleTransitions(torch.nn.Module):
 
 
 class TrainedTitlePart(HistoryPart):
-    """The trained transitions as a prior part: ``p_u`` the mapped title state."""
+    """The trained transitions as a prior part: ``p_u`` the title part's state, mapped."""
 
-    def __init__(self, model: TitleTransitions, dataset: Any) -> None:
+    def __init__(self, model: TitleTransitions, text: TextPart, dataset: Any) -> None:
         super().__init__(model.titles, dataset)
         self.model = model
+        self.text = text
 
     def history_states(
         self, history: Histories, users: np.ndarray, cut: np.ndarray | None
     ) -> torch.Tensor:
         with torch.no_grad():
-            return self.model.user(title_states(self.item_vectors, history, users, cut))
-
-
-def title_states(
-    titles: torch.Tensor, history: Histories, users: np.ndarray, cut: np.ndarray | None
-) -> torch.Tensor:
-    """``sum_j 0.5^j t_(j)`` over each user's latest 5 items before ``cut``."""
-    offsets, items = history.recent(users, RECENT, cut)
-    rows = np.repeat(np.arange(len(users)), np.diff(offsets))
-    weights = torch.from_numpy(DECAY ** (np.arange(len(items)) - offsets[rows])).float()
-    states = torch.zeros(len(users), titles.shape[1])
-    states.index_add_(0, torch.from_numpy(rows), titles[torch.from_numpy(items)] * weights[:, None])
-    return states
+            return self.model.user(self.text.history_states(history, users, cut))
 
 
 def validation_ndcg(parts: list[PriorPart], dataset: Any) -> tuple[float, float]:
@@ -133,19 +122,19 @@ def main() -> None:
     num_users = dataset.num_users
     raw_titles = features[num_users:, : features.shape[1] - cf.shape[1]]
     sasrec = SequentialScorer.load(args.run / "prior.safetensors").model
+    text = TextPart(raw_titles, dataset, RECENT, DECAY)
     prior_parts: list[PriorPart] = [
         SequentialPart(sasrec, dataset),
         CFPart(cf[:num_users], cf[num_users:]),
-        TextPart(raw_titles, dataset, RECENT, DECAY),
+        text,
     ]
-    titles = F.normalize(raw_titles - raw_titles.mean(0), dim=-1)  # as TextPart centres them
 
     train = histories(dataset, "train")
     lengths = train.lengths()
     users = np.repeat(np.arange(num_users), np.maximum(lengths - 1, 0))
     cuts = np.concatenate([np.arange(1, n) for n in lengths if n > 1]).astype(np.int64)
     targets = torch.from_numpy(train.items[train.indptr[users] + cuts])
-    states = title_states(titles, train, users, cuts)
+    states = text.history_states(train, users, cuts)
     consumed = torch.zeros(len(users), dataset.num_items, dtype=torch.bool)
     for row, (user, cut) in enumerate(zip(users, cuts, strict=True)):
         start = train.indptr[user]
@@ -154,9 +143,9 @@ def main() -> None:
     in_sample, crossed = validation_ndcg(prior_parts, dataset)
     print(f"{len(users):,} training transitions; validation NDCG@10 (in-sample / cross-half)")
     print(f"prior (SASRec + LightGCN + frozen titles): {in_sample:.4f} / {crossed:.4f}")
-    valid = histories(dataset, "valid")
     valid_users, valid_items, valid_seen = validation_pairs(dataset)
-    model = TitleTransitions(titles)
+    valid_states = text.history_states(histories(dataset, "valid"), valid_users, None)
+    model = TitleTransitions(text.item_vectors)
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     report = {int(e) for e in args.report.split(",")}
     for epoch in range(1, args.epochs + 1):
@@ -168,9 +157,8 @@ def main() -> None:
             loss.backward()
             optimizer.step()
             total += float(loss.detach()) * len(batch)
-        with torch.no_grad():
-            alone = model(title_states(titles, valid, valid_users, None))
-            alone = alone.masked_fill(valid_seen, float("-inf"))
+        with torch.no_grad():  # items with identical titles tie: counted in the target's favour
+            alone = model(valid_states).masked_fill(valid_seen, float("-inf"))
             rank = (alone > alone[torch.arange(len(valid_items)), valid_items][:, None]).sum(1)
             ndcg = float(torch.where(rank < 10, 1 / torch.log2(rank + 2.0), 0.0).mean())
         line = (
@@ -178,7 +166,8 @@ def main() -> None:
             f" ({time.perf_counter() - started:.0f} s)"
         )
         if epoch in report:
-            joined = validation_ndcg([*prior_parts, TrainedTitlePart(model, dataset)], dataset)
+            part = TrainedTitlePart(model, text, dataset)
+            joined = validation_ndcg([*prior_parts, part], dataset)
             line += f"; prior + trained part {joined[0]:.4f} / {joined[1]:.4f}"
         print(line, flush=True)
 
