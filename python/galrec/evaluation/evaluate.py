@@ -321,7 +321,9 @@ def _score_chunk(
             f"expected ({len(users)}, {num_items})"
         )
     scores = scores.to(device, torch.float32, copy=True)
-    if torch.isnan(scores).any():
+    # The sum is one pass with no temporary; only when it is NaN (a NaN, or +inf with -inf) is
+    # the exact, slower check needed.
+    if torch.isnan(scores.sum()) and torch.isnan(scores).any():
         raise ValueError("score_users returned NaN scores")
     return scores
 
@@ -424,32 +426,35 @@ def rank_users(
             scores = _score_chunk(scorer, users_t, num_items, dev)
             relevant = torch.zeros_like(scores, dtype=torch.bool)
             relevant[_rows_of(truth_t, users_t)] = True
-            num_relevant = relevant.sum(1)
+            num_relevant = truth_t[0][users_t + 1] - truth_t[0][users_t]  # sets are deduplicated
             if bool((num_relevant == 0).any()):
                 raise ValueError("every evaluated user needs at least one held-out item")
-            blocked = torch.zeros_like(relevant)
-            if exclude_t is not None:
-                blocked[_rows_of(exclude_t, users_t)] = True
+            excluded = None if exclude_t is None else _rows_of(exclude_t, users_t)
+            allowed = None
             if num_negatives is not None:
                 keys = _hash_keys(seed, users_t, num_items)
-                keys[blocked | relevant] = -1
+                keys[relevant] = -1
+                if excluded is not None:
+                    keys[excluded] = -1
                 available = (keys >= 0).sum(1)
                 if bool((available < num_negatives).any()):
                     raise ValueError(
                         f"a user has fewer than num_negatives={num_negatives} items to sample"
                     )
-                negatives = torch.topk(keys, num_negatives, dim=1).indices
                 allowed = relevant.clone()
-                allowed.scatter_(1, negatives, True)
-                blocked = ~allowed
+                allowed.scatter_(1, torch.topk(keys, num_negatives, dim=1).indices, True)
             elif candidates is not None:
                 rows = torch.from_numpy(candidates[start : start + chunk]).to(dev)
                 allowed = torch.zeros_like(relevant)
                 allowed.scatter_(1, rows, True)
                 if bool((relevant & ~allowed).any()):
                     raise ValueError("a user's held-out item is missing from its candidate list")
-                blocked = ~allowed
-            scores[blocked] = -torch.inf
+            if allowed is not None:
+                scores.masked_fill_(~allowed, -torch.inf)
+            elif excluded is not None:
+                # Full ranking: mask the excluded (user, item) cells directly, O(excluded items)
+                # rather than through a dense mask over the chunk (same scores, same ranking).
+                scores[excluded] = -torch.inf
             top_scores, top_items = torch.topk(scores, kmax, dim=1)
             hits = relevant.gather(1, top_items) & torch.isfinite(top_scores)
             if kmax < ks[-1]:
