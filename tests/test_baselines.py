@@ -134,6 +134,98 @@ def test_normalized_adjacency_is_symmetric_and_normalised() -> None:
     assert adjacency[:2, :2].abs().sum() == 0 and adjacency[2:, 2:].abs().sum() == 0
 
 
+@pytest.mark.parametrize("dim", [16, 64, 83])  # 83: every column tile width of the kernel
+def test_rust_propagation_is_the_sequential_csr_product(graph, dim: int) -> None:
+    """LightGCN's CPU products run on galrec's parallel kernel: per row, one fused multiply-add
+    per stored entry in order (checked in float64, where these products are exact to float32
+    rounding), at any thread count, and equal to torch's CSR product to rounding."""
+    from galrec.baselines.lightgcn import Propagation
+
+    adjacency = normalized_adjacency(
+        graph.train.users, graph.train.items, graph.num_users, graph.num_items
+    )
+    x = torch.randn(adjacency.shape[0], dim, generator=torch.Generator().manual_seed(0))
+    propagate = Propagation(adjacency)
+    assert propagate.kernel.shape == tuple(adjacency.shape)
+    assert propagate.kernel.nnz == adjacency.values().numel()
+    one = propagate(x)
+    torch.set_num_threads(2)
+    try:
+        assert torch.equal(propagate(x), one)
+    finally:
+        torch.set_num_threads(1)
+    crow, col = adjacency.crow_indices(), adjacency.col_indices()
+    values = adjacency.values()
+    expected = torch.zeros_like(x)
+    for row in range(adjacency.shape[0]):
+        acc = torch.zeros(dim, dtype=torch.float64)
+        for k in range(int(crow[row]), int(crow[row + 1])):
+            # fma: the exact product (a float32 times a float32 fits in float64) plus the
+            # running sum, rounded once to float32
+            acc = (values[k].double() * x[col[k]].double() + acc).float().double()
+        expected[row] = acc.float()
+    assert torch.equal(one, expected)
+    torch.testing.assert_close(one, adjacency @ x, rtol=1e-5, atol=1e-6)
+
+
+def test_csr_matrix_errors_name_the_array_and_position() -> None:
+    from galrec._core import CsrMatrix
+
+    ptr, values = np.array([0, 1, 2]), np.ones(2, np.float32)
+    with pytest.raises(ValueError, match=r"indices: entry 1 is column 3, outside 0\.\.3"):
+        CsrMatrix(2, 3, ptr, np.array([0, 3]), values)
+    with pytest.raises(ValueError, match="indptr: decreases at row 1"):
+        CsrMatrix(3, 3, np.array([0, 2, 1, 2]), np.array([0, 1]), values)
+    with pytest.raises(ValueError, match="dense: needs 3 x 4 values, got 8"):
+        CsrMatrix(2, 3, ptr, np.array([0, 2]), values).matmul(np.ones((2, 4), np.float32))
+    with pytest.raises(ValueError, match="num_threads"):
+        CsrMatrix(2, 3, ptr, np.array([0, 2]), values).matmul(
+            np.ones((3, 4), np.float32), num_threads=-1
+        )
+
+
+def test_lightgcn_trains_exactly_as_autograd_through_the_layers(graph) -> None:
+    """The fused layer mean (one autograd node, Horner-form backward) gives the same tables,
+    bit for bit, as torch autograd through the unrolled propagation it replaced (on one
+    thread: with more, torch's scatter-add of the batch's gradients has no fixed order)."""
+    from galrec.baselines.bpr import EmbeddingNet, fit_bpr
+    from galrec.baselines.lightgcn import LightGCN, Propagation
+
+    class SymmetricProduct(torch.autograd.Function):  # A @ x, backward A @ grad (A = A^T)
+        @staticmethod
+        def forward(ctx, propagate: Propagation, x: torch.Tensor) -> torch.Tensor:
+            ctx.propagate = propagate
+            return propagate(x)
+
+        @staticmethod
+        def backward(ctx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+            return None, ctx.propagate(grad)
+
+    class UnrolledLightGCN(EmbeddingNet):
+        def __init__(self, adjacency: torch.Tensor, config: LightGCNConfig) -> None:
+            super().__init__(graph.num_users, graph.num_items, config.dim, config.seed)
+            self.propagate, self.num_layers = Propagation(adjacency), config.num_layers
+
+        def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
+            x = torch.cat([self.user_ego, self.item_ego])
+            total = x
+            for _ in range(self.num_layers):
+                x = SymmetricProduct.apply(self.propagate, x)
+                total = total + x
+            final = total / (self.num_layers + 1)
+            return final[: graph.num_users], final[graph.num_users :]
+
+    train = (graph.train.users, graph.train.items)
+    adjacency = normalized_adjacency(*train, graph.num_users, graph.num_items)
+    config = LightGCNConfig(dim=16, epochs=3, lr=1e-2, batch_size=256, eval_every=100)
+    fused = fit_bpr(
+        LightGCN(adjacency, graph.num_users, graph.num_items, 16, config.num_layers), *train, config
+    )
+    unrolled = fit_bpr(UnrolledLightGCN(adjacency, config), *train, config)
+    assert torch.equal(fused.user_emb, unrolled.user_emb)
+    assert torch.equal(fused.item_emb, unrolled.item_emb)
+
+
 def test_negatives_are_never_training_items() -> None:
     users = torch.tensor([0, 0, 0, 1])
     items = torch.tensor([0, 1, 2, 3])

@@ -238,3 +238,35 @@ class PromptAssembler:
         offsets: list[npt.NDArray[np.int64]],
         nodes: list[npt.NDArray[np.uint32]],
     ) -> list[list[str]]: ...
+
+@final
+class CsrMatrix:
+    """A sparse float32 ``rows x cols`` matrix in CSR form, checked once when built (offsets
+    non-decreasing from 0 to nnz, columns in range; errors name the array and position).
+
+    ``matmul`` computes each output row as torch's CSR product does (zero, then one fused
+    multiply-add per stored entry in order), so results are bit-identical to it, in parallel.
+    """
+
+    def __new__(
+        cls,
+        rows: int,
+        cols: int,
+        indptr: npt.NDArray[np.int64],
+        indices: npt.NDArray[np.int64],
+        values: npt.NDArray[np.float32],
+    ) -> CsrMatrix: ...
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(rows, cols)``."""
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored entries."""
+
+    def matmul(
+        self, dense: npt.NDArray[np.float32], *, num_threads: int | None = None
+    ) -> npt.NDArray[np.float32]:
+        """``self @ dense`` for a C-contiguous float32 ``[cols, dim]`` array: a new
+        ``[rows, dim]`` array, on ``num_threads`` threads (default: one per core, or
+        ``RAYON_NUM_THREADS``), GIL released."""

@@ -1,4 +1,4 @@
-"""LightGCN (He et al., SIGIR 2020) with sparse propagation in torch.
+"""LightGCN (He et al., SIGIR 2020): sparse propagation on galrec's parallel Rust kernel (CPU).
 
 Besides being a baseline, its final embeddings are GAL-Rec's collaborative features ``c_v``:
 :func:`train_lightgcn` is the function the external-embedding code calls.
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from galrec._core import CsrMatrix
 from galrec.baselines.bpr import BaselineFit, BPRConfig, EmbeddingNet, fit_bpr
 
 
@@ -63,21 +64,72 @@ def normalized_adjacency(
         return adjacency.coalesce().to_sparse_csr()
 
 
-class _SymmetricPropagate(torch.autograd.Function):
-    """``A @ x`` for a symmetric sparse ``A``: the backward pass is ``A @ grad`` as well.
+class Propagation:
+    """Products ``A @ x`` with a sparse matrix: on the CPU galrec's Rust kernel
+    (``galrec._core.CsrMatrix``), elsewhere torch's own.
 
-    torch's generic backward transposes the CSR matrix on every call, which costs more than
-    the product itself.
+    torch's CPU product of a CSR matrix runs on one thread; the kernel runs on
+    ``torch.get_num_threads()`` and computes each row as a chain of fused multiply-adds in stored
+    order. That is what torch's (MKL's) product computed at LightGCN's 64 dimensions on the
+    Xeon the change was measured on, so the tables trained there came out unchanged bit for
+    bit (docs/benchmarks.md); at some widths (8, 16) MKL sums in another order and the two
+    differ by rounding.
+    """
+
+    def __init__(self, adjacency: torch.Tensor) -> None:
+        self.adjacency = adjacency
+        self.kernel = CsrMatrix(
+            adjacency.shape[0],
+            adjacency.shape[1],
+            adjacency.crow_indices().cpu().numpy(),
+            adjacency.col_indices().cpu().numpy(),
+            adjacency.values().cpu().numpy(),
+        )
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.dtype != torch.float32:
+            if self.adjacency.device != x.device:  # moved once, on the first product there
+                self.adjacency = self.adjacency.to(x.device)
+            return self.adjacency @ x
+        product = self.kernel.matmul(x.contiguous().numpy(), num_threads=torch.get_num_threads())
+        return torch.from_numpy(product)
+
+
+class _LayerMean(torch.autograd.Function):
+    """LightGCN's final tables ``(x + A x + ... + A^L x) / (L + 1)`` of ``x = [users; items]``.
+
+    For a symmetric ``A`` the gradient is the same operator applied to the incoming gradient
+    ``g``, in Horner form (``h <- g / (L + 1) + A h``): the very sums, of two terms each, that
+    autograd forms through the unrolled layers, so the result is bit-identical, without
+    keeping every layer's output or building each slice's zero-padded gradient.
     """
 
     @staticmethod
-    def forward(ctx: Any, adjacency: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        ctx.adjacency = adjacency
-        return adjacency @ x
+    def forward(
+        ctx: Any,
+        propagate: Propagation,
+        user_ego: torch.Tensor,
+        item_ego: torch.Tensor,
+        layers: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.propagate, ctx.layers, ctx.num_users = propagate, layers, user_ego.shape[0]
+        x = torch.cat([user_ego, item_ego])
+        total = x
+        for _ in range(layers):
+            x = propagate(x)
+            total = total + x
+        total = total / (layers + 1)
+        return total[: ctx.num_users], total[ctx.num_users :]
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
-        return None, ctx.adjacency @ grad
+    def backward(
+        ctx: Any, user_grad: torch.Tensor, item_grad: torch.Tensor
+    ) -> tuple[None, torch.Tensor, torch.Tensor, None]:
+        share = torch.cat([user_grad, item_grad]) / (ctx.layers + 1)
+        grad = share
+        for _ in range(ctx.layers):
+            grad = share + ctx.propagate(grad)
+        return None, grad[: ctx.num_users], grad[ctx.num_users :], None
 
 
 class LightGCN(EmbeddingNet):
@@ -93,17 +145,11 @@ class LightGCN(EmbeddingNet):
         seed: int = 0,
     ) -> None:
         super().__init__(num_users, num_items, dim, seed)
-        self.register_buffer("adjacency", adjacency, persistent=False)
+        self.propagation = Propagation(adjacency)
         self.num_layers = layers
 
     def forward(self) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([self.user_ego, self.item_ego])
-        total = x
-        for _ in range(self.num_layers):
-            x = _SymmetricPropagate.apply(self.adjacency, x)
-            total = total + x
-        final = total / (self.num_layers + 1)
-        return final[: self.user_ego.shape[0]], final[self.user_ego.shape[0] :]
+        return _LayerMean.apply(self.propagation, self.user_ego, self.item_ego, self.num_layers)
 
 
 def fit_lightgcn(

@@ -13,6 +13,7 @@ pub mod parallel;
 pub mod recycle;
 pub mod rng;
 pub mod sample;
+pub mod spmm;
 pub mod storage;
 
 /// The crate version, shared with the Python package (one version, in Cargo.toml).

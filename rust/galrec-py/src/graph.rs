@@ -27,7 +27,7 @@ pyo3::create_exception!(
     "A graph file is truncated, corrupted, or of an unsupported format version."
 );
 
-fn to_py_err(err: GraphError) -> PyErr {
+pub(crate) fn to_py_err(err: GraphError) -> PyErr {
     let message = err.to_string();
     match err {
         GraphError::InvalidArgument { .. } => PyValueError::new_err(message),

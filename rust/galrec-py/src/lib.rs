@@ -6,6 +6,7 @@ mod args;
 mod graph;
 mod prompts;
 mod recycled;
+mod spmm;
 
 /// Build information of the compiled extension: version, profile and target, so a bug
 /// report can say exactly which binary ran.
@@ -33,5 +34,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build_info, m)?)?;
     graph::register(m)?;
     prompts::register(m)?;
+    spmm::register(m)?;
     Ok(())
 }

@@ -1,0 +1,90 @@
+//! `galrec._core.CsrMatrix`: a checked CSR matrix whose product with a dense float32 matrix runs
+//! on the caller's number of threads with the GIL released (`galrec_core::spmm`).
+
+use galrec_core::parallel::with_threads;
+use galrec_core::spmm::CsrMatrix;
+use numpy::{
+    IntoPyArray, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadonlyArray2,
+    PyUntypedArrayMethods,
+};
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::args::{optional_unsigned, unsigned};
+use crate::graph::to_py_err;
+
+fn contiguous<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
+    array: &'a numpy::PyReadonlyArray<'_, T, D>,
+    argument: &str,
+) -> PyResult<&'a [T]> {
+    array
+        .as_slice()
+        .map_err(|_| PyValueError::new_err(format!("{argument}: must be C-contiguous")))
+}
+
+/// A sparse `rows x cols` float32 matrix in CSR form (int64 `indptr` and `indices`), checked
+/// once when built. `matmul` equals torch's CSR product bit for bit and runs in parallel.
+#[pyclass(name = "CsrMatrix", module = "galrec._core", frozen)]
+pub struct PyCsrMatrix {
+    inner: CsrMatrix,
+}
+
+#[pymethods]
+impl PyCsrMatrix {
+    #[new]
+    fn new(
+        py: Python<'_>,
+        rows: i128,
+        cols: i128,
+        indptr: PyReadonlyArray1<'_, i64>,
+        indices: PyReadonlyArray1<'_, i64>,
+        values: PyReadonlyArray1<'_, f32>,
+    ) -> PyResult<Self> {
+        let rows: usize = unsigned(rows, "rows")?;
+        let cols: usize = unsigned(cols, "cols")?;
+        let (indptr, indices, values) = (
+            contiguous(&indptr, "indptr")?,
+            contiguous(&indices, "indices")?,
+            contiguous(&values, "values")?,
+        );
+        let inner = py
+            .detach(|| CsrMatrix::new(rows, cols, indptr, indices, values))
+            .map_err(to_py_err)?;
+        Ok(Self { inner })
+    }
+
+    /// `(rows, cols)`.
+    #[getter]
+    fn shape(&self) -> (usize, usize) {
+        (self.inner.rows(), self.inner.cols())
+    }
+
+    /// Number of stored entries.
+    #[getter]
+    fn nnz(&self) -> usize {
+        self.inner.nnz()
+    }
+
+    /// `self @ dense` for a C-contiguous float32 `[cols, dim]` array, as a new `[rows, dim]`
+    /// array; `num_threads` threads (default: one per core, or `RAYON_NUM_THREADS`).
+    #[pyo3(signature = (dense, *, num_threads=None))]
+    fn matmul<'py>(
+        &self,
+        py: Python<'py>,
+        dense: PyReadonlyArray2<'py, f32>,
+        num_threads: Option<i128>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let num_threads = optional_unsigned(num_threads, "num_threads")?;
+        let dim = dense.shape()[1];
+        let values = contiguous(&dense, "dense")?;
+        let out = py
+            .detach(|| with_threads(num_threads, || self.inner.matmul(values, dim)))
+            .and_then(|r| r)
+            .map_err(to_py_err)?;
+        out.into_pyarray(py).reshape([self.inner.rows(), dim])
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyCsrMatrix>()
+}
