@@ -93,11 +93,18 @@ def test_lightgcn_beats_popularity_and_exposes_embeddings(graph, popularity_ndcg
 def test_lightgcn_epochs_hold_a_bounded_number_of_propagations(graph, monkeypatch) -> None:
     """Past ``batch_size * max_propagations`` edges the batch grows, so an epoch is O(edges);
     below it, training is exactly the fixed-batch training (same tables)."""
-    from galrec.baselines.lightgcn import LightGCN, epoch_batch_size
+    from galrec.baselines.lightgcn import LightGCN, epoch_batch_size, epoch_learning_rate
 
     assert epoch_batch_size(97_401, LightGCNConfig(batch_size=4096)) == 4096  # ml-100k: as before
     assert epoch_batch_size(10**6, LightGCNConfig(batch_size=4096)) == 31_250
     assert epoch_batch_size(10**6, LightGCNConfig(batch_size=4096, max_propagations=0)) == 4096
+    # Adam's rate follows the square root of the batch's growth, and only past the bound.
+    scaled = LightGCNConfig(batch_size=4096, lr=0.01, scale_lr=True)
+    assert epoch_learning_rate(97_401, scaled) == 0.01
+    assert epoch_learning_rate(10**6, scaled) == pytest.approx(0.01 * (31_250 / 4096) ** 0.5)
+    assert (
+        epoch_learning_rate(10**6, LightGCNConfig(batch_size=4096, lr=0.01)) == 0.01
+    )  # default: off
 
     edges = len(graph.train.users)
     forwards = []
@@ -251,6 +258,35 @@ def test_training_is_deterministic_for_a_seed(graph) -> None:
     )
     assert torch.equal(first.user_emb, again.user_emb)
     assert not torch.equal(first.user_emb, other.user_emb)
+
+
+def test_training_does_not_depend_on_the_thread_count(graph) -> None:
+    """The kernel splits rows, gradients are summed in index order (gather_rows) and nothing
+    else sums across threads on the way to the tables: one and two threads train the same
+    bits, and two threads the same bits twice (torch's own row-gather backward did not)."""
+    # batches of 2,048 x 64: large enough that torch parallelises its scatter-add
+    config = LightGCNConfig(dim=64, epochs=4, lr=1e-2, batch_size=2048, eval_every=2)
+    valid = (graph.valid.users, graph.valid.items)
+    fits = []
+    for threads in (1, 2, 2):
+        torch.set_num_threads(threads)
+        try:
+            fits.append(
+                fit_lightgcn(
+                    graph.train.users,
+                    graph.train.items,
+                    graph.num_users,
+                    graph.num_items,
+                    config,
+                    valid,
+                )
+            )
+        finally:
+            torch.set_num_threads(1)
+    for fit in fits[1:]:
+        assert torch.equal(fit.user_emb, fits[0].user_emb)
+        assert torch.equal(fit.item_emb, fits[0].item_emb)
+        assert fit.best_epoch == fits[0].best_epoch
 
 
 def test_embedding_scorer_round_trip(tmp_path) -> None:

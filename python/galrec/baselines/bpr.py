@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,6 +65,31 @@ class BaselineFit:
         return EmbeddingScorer(self.user_emb, self.item_emb)
 
 
+class _GatherRows(torch.autograd.Function):
+    """``table[index]`` whose backward sums the rows' gradients with ``index_add_``: in index
+    order at any thread count. torch's own backward (``index_put_`` with ``accumulate``) adds
+    in thread order with two or more threads, so training was only repeatable on one; on one
+    thread both sum in index order and give the same bits."""
+
+    @staticmethod
+    def forward(ctx: Any, table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(index)
+        ctx.rows = table.shape[0]
+        return table.index_select(0, index)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (index,) = ctx.saved_tensors
+        total = grad.new_zeros((ctx.rows, *grad.shape[1:]))
+        return total.index_add_(0, index, grad), None
+
+
+def gather_rows(table: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``table[index]`` for a 1-D ``index``, with a backward that is deterministic on any
+    number of threads (:class:`_GatherRows`)."""
+    return _GatherRows.apply(table, index)
+
+
 class NegativeSampler:
     """Uniform negatives for BPR, redrawn while they hit one of the user's training items."""
 
@@ -105,7 +131,7 @@ def fit_bpr(
     """Train ``model`` with BPR on the training edges, early-stopping on ``valid`` when given.
 
     The returned embeddings are those of the best validation run (the last epoch without
-    ``valid``). Deterministic for a given ``config.seed`` on CPU.
+    ``valid``). Deterministic for a given ``config.seed`` on CPU, at any thread count.
     """
     device = resolve_device(config.device)
     torch.manual_seed(config.seed)
@@ -132,12 +158,13 @@ def fit_bpr(
             u, pos = users[batch], items[batch]
             neg = sampler.sample(u, generator)
             user_all, item_all = model()
-            u_emb, p_emb, n_emb = user_all[u], item_all[pos], item_all[neg]
+            u_emb = gather_rows(user_all, u)
+            p_emb, n_emb = gather_rows(item_all, pos), gather_rows(item_all, neg)
             loss = -nn.functional.logsigmoid((u_emb * p_emb).sum(1) - (u_emb * n_emb).sum(1)).mean()
             ego = (
-                model.user_ego[u].pow(2).sum()
-                + model.item_ego[pos].pow(2).sum()
-                + model.item_ego[neg].pow(2).sum()
+                gather_rows(model.user_ego, u).pow(2).sum()
+                + gather_rows(model.item_ego, pos).pow(2).sum()
+                + gather_rows(model.item_ego, neg).pow(2).sum()
             )
             loss = loss + config.reg * ego / (2 * len(batch))
             optimizer.zero_grad(set_to_none=True)
