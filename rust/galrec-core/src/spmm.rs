@@ -2,9 +2,10 @@
 //! bipartite adjacency, which is most of a LightGCN training step.
 //!
 //! torch's CPU product of a CSR matrix and a dense one runs on one thread. This one splits the
-//! rows over the caller's pool and computes each output row exactly as torch (MKL) does:
-//! starting from zero, one fused multiply-add per stored entry, in stored order. The results
-//! are therefore bit-identical to torch's, at any thread count (a row never spans two tasks).
+//! rows over the caller's pool and computes each output row starting from zero, one fused
+//! multiply-add per stored entry, in stored order: the same bits at any thread count (a row
+//! never spans two tasks), and the same bits as torch's (MKL's) product wherever MKL sums that
+//! way, as it does at LightGCN's 64 columns on the machines measured (not at 8 or 16).
 
 use rayon::prelude::*;
 
@@ -38,14 +39,10 @@ impl CsrMatrix {
         indices: &[i64],
         values: &[f32],
     ) -> Result<Self> {
-        if indptr.len() != rows + 1 {
+        if indptr.len().checked_sub(1) != Some(rows) {
             return Err(GraphError::invalid(
                 "indptr",
-                format!(
-                    "needs rows + 1 = {} offsets, got {}",
-                    rows + 1,
-                    indptr.len()
-                ),
+                format!("needs rows + 1 offsets ({rows} rows), got {}", indptr.len()),
             ));
         }
         if indices.len() != values.len() {
@@ -311,6 +308,8 @@ mod tests {
             err(CsrMatrix::new(3, 4, &[0, 2, 4], &[0, 1, 2, 3], &[1.0; 4])).starts_with("indptr")
         );
         assert!(err(CsrMatrix::new(1, 4, &[0, 2], &[0, 1], &[1.0])).starts_with("values"));
+        // A row count with no `rows + 1` is an error, not an overflow.
+        assert!(err(CsrMatrix::new(usize::MAX, 4, &[0], &[], &[])).starts_with("indptr"));
         assert!(err(CsrMatrix::new(2, 4, &[0, 2, 1], &[0, 1], &[1.0; 2])).contains("from 0 to"));
         assert!(err(CsrMatrix::new(3, 4, &[0, 2, 1, 2], &[0, 1], &[1.0; 2]))
             .contains("decreases at row 1"));
