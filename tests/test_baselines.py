@@ -191,10 +191,32 @@ def test_csr_matrix_errors_name_the_array_and_position() -> None:
         )
 
 
-def test_lightgcn_trains_exactly_as_autograd_through_the_layers(graph) -> None:
-    """The fused layer mean (one autograd node, Horner-form backward) gives the same tables,
-    bit for bit, as torch autograd through the unrolled propagation it replaced (on one
-    thread: with more, torch's scatter-add of the batch's gradients has no fixed order)."""
+def test_csr_product_writes_into_or_adds_to_a_given_array() -> None:
+    from galrec._core import CsrMatrix
+
+    matrix = CsrMatrix(2, 3, np.array([0, 2, 3]), np.array([0, 2, 1]), np.ones(3, np.float32))
+    dense = np.arange(6, dtype=np.float32).reshape(3, 2)  # rows [0, 1], [2, 3], [4, 5]
+    out = np.full((2, 2), 7.0, np.float32)
+    assert matrix.matmul(dense, out=out) is out
+    np.testing.assert_array_equal(out, [[4.0, 6.0], [2.0, 3.0]])
+    matrix.matmul(dense, out=out, accumulate=True)
+    np.testing.assert_array_equal(out, [[8.0, 12.0], [4.0, 6.0]])
+    with pytest.raises(ValueError, match="accumulate: needs an `out` array"):
+        matrix.matmul(dense, accumulate=True)
+    with pytest.raises(ValueError, match=r"out: needs shape \(2, 2\), got \[3, 2\]"):
+        matrix.matmul(dense, out=np.zeros((3, 2), np.float32))
+    square = CsrMatrix(3, 3, np.array([0, 1, 2, 3]), np.array([1, 2, 0]), np.ones(3, np.float32))
+    with pytest.raises(ValueError, match="must not overlap `dense`"):
+        square.matmul(dense, out=dense)
+    with pytest.raises(ValueError, match="out: must be C-contiguous"):
+        matrix.matmul(dense, out=np.zeros((2, 4), np.float32)[:, ::2])
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])  # 1 and 2: the in-place sums' edge cases
+def test_lightgcn_trains_exactly_as_autograd_through_the_layers(graph, layers: int) -> None:
+    """The fused layer mean (one autograd node, Horner-form backward, sums in place in reused
+    tensors) gives the same tables, bit for bit, as torch autograd through the unrolled
+    propagation it replaced."""
     from galrec.baselines.bpr import EmbeddingNet, fit_bpr
     from galrec.baselines.lightgcn import LightGCN, Propagation
 
@@ -224,7 +246,9 @@ def test_lightgcn_trains_exactly_as_autograd_through_the_layers(graph) -> None:
 
     train = (graph.train.users, graph.train.items)
     adjacency = normalized_adjacency(*train, graph.num_users, graph.num_items)
-    config = LightGCNConfig(dim=16, epochs=3, lr=1e-2, batch_size=256, eval_every=100)
+    config = LightGCNConfig(
+        dim=16, epochs=3, lr=1e-2, batch_size=256, eval_every=100, num_layers=layers
+    )
     fused = fit_bpr(
         LightGCN(adjacency, graph.num_users, graph.num_items, 16, config.num_layers), *train, config
     )

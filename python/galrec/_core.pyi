@@ -266,8 +266,15 @@ class CsrMatrix:
         """Number of stored entries."""
 
     def matmul(
-        self, dense: npt.NDArray[np.float32], *, num_threads: int | None = None
+        self,
+        dense: npt.NDArray[np.float32],
+        *,
+        out: npt.NDArray[np.float32] | None = None,
+        accumulate: bool = False,
+        num_threads: int | None = None,
     ) -> npt.NDArray[np.float32]:
         """``self @ dense`` for a C-contiguous float32 ``[cols, dim]`` array: a new
-        ``[rows, dim]`` array, on ``num_threads`` threads (default: one per core, or
-        ``RAYON_NUM_THREADS``), GIL released."""
+        ``[rows, dim]`` array, or written into ``out`` (C-contiguous float32 ``[rows, dim]``,
+        not overlapping ``dense``; returned), or added to ``out`` when ``accumulate`` (each
+        row's product summed first, then added once). On ``num_threads`` threads (default: one
+        per core, or ``RAYON_NUM_THREADS``), GIL released."""

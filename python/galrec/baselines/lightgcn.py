@@ -87,6 +87,10 @@ class Propagation:
     Xeon the change was measured on, so the tables trained there came out unchanged bit for
     bit (docs/benchmarks.md); at some widths (8, 16) MKL sums in another order and the two
     differ by rounding.
+
+    A product can write into (or add to) a given tensor, and :meth:`scratch` keeps reusable
+    work tensors: at a million edges a fresh ``[nodes, 64]`` tensor per product costs more in
+    page faults than the additions it holds.
     """
 
     def __init__(self, adjacency: torch.Tensor) -> None:
@@ -98,14 +102,41 @@ class Propagation:
             adjacency.col_indices().cpu().numpy(),
             adjacency.values().cpu().numpy(),
         )
+        self._scratch: dict[int, torch.Tensor] = {}
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(
+        self, x: torch.Tensor, out: torch.Tensor | None = None, accumulate: bool = False
+    ) -> torch.Tensor:
+        """``A @ x``; written into ``out`` when given (which must not overlap ``x``), or added
+        to it when ``accumulate``: ``out + (A @ x)`` rounded as the two steps would be."""
         if x.device.type != "cpu" or x.dtype != torch.float32:
             if self.adjacency.device != x.device:  # moved once, on the first product there
                 self.adjacency = self.adjacency.to(x.device)
-            return self.adjacency @ x
-        product = self.kernel.matmul(x.contiguous().numpy(), num_threads=torch.get_num_threads())
-        return torch.from_numpy(product)
+            product = self.adjacency @ x
+            if out is None:
+                return product
+            return out.add_(product) if accumulate else out.copy_(product)
+        result = self.kernel.matmul(
+            x.contiguous().numpy(),
+            out=None if out is None else out.numpy(),
+            accumulate=accumulate,
+            num_threads=torch.get_num_threads(),
+        )
+        return torch.from_numpy(result) if out is None else out
+
+    def scratch(self, slot: int, like: torch.Tensor) -> torch.Tensor:
+        """A work tensor shaped like ``like``, the same one on every call with this ``slot``
+        (contents undefined): never hand it out of the computation that borrowed it."""
+        held = self._scratch.get(slot)
+        if (
+            held is None
+            or held.shape != like.shape
+            or held.dtype != like.dtype
+            or held.device != like.device
+        ):
+            held = torch.empty_like(like, memory_format=torch.contiguous_format)
+            self._scratch[slot] = held
+        return held
 
 
 class _LayerMean(torch.autograd.Function):
@@ -114,7 +145,9 @@ class _LayerMean(torch.autograd.Function):
     For a symmetric ``A`` the gradient is the same operator applied to the incoming gradient
     ``g``, in Horner form (``h <- g / (L + 1) + A h``): the very sums, of two terms each, that
     autograd forms through the unrolled layers, so the result is bit-identical, without
-    keeping every layer's output or building each slice's zero-padded gradient.
+    keeping every layer's output or building each slice's zero-padded gradient. Both passes
+    sum in place into the tensor they return and keep their layers in the propagation's
+    scratch tensors, so a step allocates two tables, not a dozen.
     """
 
     @staticmethod
@@ -126,22 +159,34 @@ class _LayerMean(torch.autograd.Function):
         layers: int,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         ctx.propagate, ctx.layers, ctx.num_users = propagate, layers, user_ego.shape[0]
-        x = torch.cat([user_ego, item_ego])
-        total = x
-        for _ in range(layers):
-            x = propagate(x)
-            total = total + x
-        total = total / (layers + 1)
+        total = torch.cat([user_ego, item_ego])  # x, then the running sum
+        x = total
+        for layer in range(1, layers + 1):
+            if layer < layers:
+                x = propagate(x, out=propagate.scratch(layer % 2, total))
+                total.add_(x)
+            else:
+                if x is total:  # one layer: its product reads x, which the sum overwrites
+                    x = propagate.scratch(0, total).copy_(total)
+                propagate(x, out=total, accumulate=True)
+        total.div_(layers + 1)
         return total[: ctx.num_users], total[ctx.num_users :]
 
     @staticmethod
     def backward(
         ctx: Any, user_grad: torch.Tensor, item_grad: torch.Tensor
     ) -> tuple[None, torch.Tensor, torch.Tensor, None]:
-        share = torch.cat([user_grad, item_grad]) / (ctx.layers + 1)
+        propagate, layers = ctx.propagate, ctx.layers
+        share = torch.cat([user_grad, item_grad]).div_(layers + 1)
         grad = share
-        for _ in range(ctx.layers):
-            grad = share + ctx.propagate(grad)
+        for layer in range(1, layers + 1):
+            if layer < layers:
+                target = propagate.scratch(layer % 2, share).copy_(share)
+                grad = propagate(grad, out=target, accumulate=True)
+            else:  # the last step sums into `share`, the tensor returned
+                if grad is share:  # one layer: its product reads `share`
+                    grad = propagate.scratch(0, share).copy_(share)
+                grad = propagate(grad, out=share, accumulate=True)
         return None, grad[: ctx.num_users], grad[ctx.num_users :], None
 
 

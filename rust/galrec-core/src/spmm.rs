@@ -122,9 +122,17 @@ impl CsrMatrix {
         self.values.len()
     }
 
-    /// `out = self @ dense`, with `dense` row-major `[cols, dim]` and `out` `[rows, dim]`.
+    /// `out = self @ dense`, or `out += self @ dense` when `accumulate` (each row's product is
+    /// summed first, then added to the row once: `out + (self @ dense)` exactly as two separate
+    /// steps would round it), with `dense` row-major `[cols, dim]` and `out` `[rows, dim]`.
     /// Runs on the current pool (see [`crate::parallel::with_threads`]).
-    pub fn matmul_into(&self, dense: &[f32], dim: usize, out: &mut [f32]) -> Result<()> {
+    pub fn matmul_into(
+        &self,
+        dense: &[f32],
+        dim: usize,
+        out: &mut [f32],
+        accumulate: bool,
+    ) -> Result<()> {
         if dim == 0 {
             return Err(GraphError::invalid("dense", "needs at least one column"));
         }
@@ -141,7 +149,7 @@ impl CsrMatrix {
             ));
         }
         let task = |(index, block): (usize, &mut [f32])| {
-            self.rows_into(index * ROWS_PER_TASK, dense, dim, block)
+            self.rows_into(index * ROWS_PER_TASK, dense, dim, block, accumulate)
         };
         if on_caller() {
             out.chunks_mut(ROWS_PER_TASK * dim)
@@ -161,51 +169,73 @@ impl CsrMatrix {
             GraphError::invalid("dense", format!("{} x {dim} outputs overflow", self.rows))
         })?;
         let mut out = try_zeroed::<f32>(len, "the product's rows")?;
-        self.matmul_into(dense, dim, &mut out)?;
+        self.matmul_into(dense, dim, &mut out, false)?;
         Ok(out)
     }
 
     /// The output rows `first..` that fit in `block`, with the fastest fused multiply-add the
     /// CPU has.
-    fn rows_into(&self, first: usize, dense: &[f32], dim: usize, block: &mut [f32]) {
+    fn rows_into(
+        &self,
+        first: usize,
+        dense: &[f32],
+        dim: usize,
+        block: &mut [f32],
+        accumulate: bool,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
         {
             // SAFETY: `rows_fma` only enables the target features `avx2` and `fma`, which
             // the two checks above have just confirmed this CPU supports; its body is the
             // same safe code as `rows_portable`.
-            unsafe { self.rows_fma(first, dense, dim, block) };
+            unsafe { self.rows_fma(first, dense, dim, block, accumulate) };
             return;
         }
-        self.rows_portable(first, dense, dim, block);
+        self.rows_portable(first, dense, dim, block, accumulate);
     }
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows_fma(&self, first: usize, dense: &[f32], dim: usize, block: &mut [f32]) {
-        self.rows_portable(first, dense, dim, block);
+    unsafe fn rows_fma(
+        &self,
+        first: usize,
+        dense: &[f32],
+        dim: usize,
+        block: &mut [f32],
+        accumulate: bool,
+    ) {
+        self.rows_portable(first, dense, dim, block, accumulate);
     }
 
     /// Each row: zero, then `out += value * dense[col]` per stored entry in order, with one
     /// rounding per entry (`mul_add`), as torch's CSR product computes it. The row is done in
-    /// column tiles whose accumulators stay in registers (64 columns: eight AVX2 registers).
+    /// column tiles whose accumulators stay in registers (64 columns: eight AVX2 registers);
+    /// with `accumulate` the finished tile is added to the row instead of stored.
     #[inline(always)]
-    fn rows_portable(&self, first: usize, dense: &[f32], dim: usize, block: &mut [f32]) {
+    fn rows_portable(
+        &self,
+        first: usize,
+        dense: &[f32],
+        dim: usize,
+        block: &mut [f32],
+        accumulate: bool,
+    ) {
         for (offset, out) in block.chunks_exact_mut(dim).enumerate() {
             let row = first + offset;
             let entries = self.indptr[row]..self.indptr[row + 1];
             let (cols, values) = (&self.indices[entries.clone()], &self.values[entries]);
             let mut start = 0;
             while start + 64 <= dim {
-                tile::<64>(cols, values, dense, dim, start, out);
+                tile::<64>(cols, values, dense, dim, start, out, accumulate);
                 start += 64;
             }
             while start + 16 <= dim {
-                tile::<16>(cols, values, dense, dim, start, out);
+                tile::<16>(cols, values, dense, dim, start, out, accumulate);
                 start += 16;
             }
             while start < dim {
-                tile::<1>(cols, values, dense, dim, start, out);
+                tile::<1>(cols, values, dense, dim, start, out, accumulate);
                 start += 1;
             }
         }
@@ -213,7 +243,8 @@ impl CsrMatrix {
 }
 
 /// Columns `start..start + W` of one output row: `sum_k values[k] * dense[cols[k], ..]`,
-/// accumulated from zero in entry order with `mul_add`.
+/// accumulated from zero in entry order with `mul_add`, then stored (or, with `accumulate`,
+/// added to what the row holds).
 #[inline(always)]
 fn tile<const W: usize>(
     cols: &[u32],
@@ -222,6 +253,7 @@ fn tile<const W: usize>(
     dim: usize,
     start: usize,
     out: &mut [f32],
+    accumulate: bool,
 ) {
     let mut acc = [0.0f32; W];
     for (&col, &value) in cols.iter().zip(values) {
@@ -230,7 +262,14 @@ fn tile<const W: usize>(
             *a = value.mul_add(x, *a);
         }
     }
-    out[start..start + W].copy_from_slice(&acc);
+    let out = &mut out[start..start + W];
+    if accumulate {
+        for (o, a) in out.iter_mut().zip(acc) {
+            *o += a;
+        }
+    } else {
+        out.copy_from_slice(&acc);
+    }
 }
 
 #[cfg(test)]
@@ -259,6 +298,22 @@ mod tests {
         let out = m.matmul(&[1.0, 1.0 - f32::EPSILON], 1).unwrap();
         assert_eq!(out[0], a.mul_add(1.0 - f32::EPSILON, -1.0));
         assert_ne!(out[0], -1.0 + a * (1.0 - f32::EPSILON));
+    }
+
+    #[test]
+    fn accumulating_adds_each_finished_row_once() {
+        let dense = [1.0, 10.0, 2.0, 20.0, 3.0, 30.0, 4.0, 40.0]; // [4, 2]
+        let start = vec![0.5, -1.0, 2.0, 3.0, 1e8, 0.25];
+        let mut out = start.clone();
+        small().matmul_into(&dense, 2, &mut out, true).unwrap();
+        assert_eq!(out, vec![7.5, 69.0, 2.0, 3.0, 1e8 + 24.0, 220.25]);
+        // The row's sum (9) is finished before it meets what `out` held: float32's spacing
+        // near 1e8 is 8, so 9 survives the addition, while each 3 added alone would vanish.
+        let m = CsrMatrix::new(1, 3, &[0, 3], &[0, 1, 2], &[1.0; 3]).unwrap();
+        let mut out = vec![1e8 - 8.0];
+        m.matmul_into(&[3.0, 3.0, 3.0], 1, &mut out, true).unwrap();
+        assert_eq!(out, vec![(1e8 - 8.0) + 9.0]);
+        assert_eq!(out, vec![1e8]);
     }
 
     #[test]
@@ -326,7 +381,7 @@ mod tests {
         assert!(m.matmul(&[], 0).is_err());
         let mut short = [0.0; 5];
         assert!(m
-            .matmul_into(&[1.0; 8], 2, &mut short)
+            .matmul_into(&[1.0; 8], 2, &mut short, false)
             .unwrap_err()
             .to_string()
             .starts_with("out"));

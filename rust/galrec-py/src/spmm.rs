@@ -67,22 +67,57 @@ impl PyCsrMatrix {
     }
 
     /// `self @ dense` for a C-contiguous float32 `[cols, dim]` array, as a new `[rows, dim]`
-    /// array; `num_threads` threads (default: one per core, or `RAYON_NUM_THREADS`).
-    #[pyo3(signature = (dense, *, num_threads=None))]
+    /// array, or written into `out` (C-contiguous float32 `[rows, dim]`, not overlapping
+    /// `dense`), or added to `out` when `accumulate`; `num_threads` threads (default: one per
+    /// core, or `RAYON_NUM_THREADS`). Reusing `out` spares a large allocation per product.
+    #[pyo3(signature = (dense, *, out=None, accumulate=false, num_threads=None))]
     fn matmul<'py>(
         &self,
         py: Python<'py>,
         dense: PyReadonlyArray2<'py, f32>,
+        out: Option<Bound<'py, PyArray2<f32>>>,
+        accumulate: bool,
         num_threads: Option<i128>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let num_threads = optional_unsigned(num_threads, "num_threads")?;
         let dim = dense.shape()[1];
         let values = contiguous(&dense, "dense")?;
-        let out = py
-            .detach(|| with_threads(num_threads, || self.inner.matmul(values, dim)))
+        let Some(out) = out else {
+            if accumulate {
+                return Err(PyValueError::new_err(
+                    "accumulate: needs an `out` array to add the product to",
+                ));
+            }
+            let product = py
+                .detach(|| with_threads(num_threads, || self.inner.matmul(values, dim)))
+                .and_then(|r| r)
+                .map_err(to_py_err)?;
+            return product.into_pyarray(py).reshape([self.inner.rows(), dim]);
+        };
+        if out.shape() != [self.inner.rows(), dim] {
+            return Err(PyValueError::new_err(format!(
+                "out: needs shape ({}, {dim}), got {:?}",
+                self.inner.rows(),
+                out.shape()
+            )));
+        }
+        {
+            // numpy's borrow checker refuses a writable view of memory `dense` is read from.
+            let mut writable = out.try_readwrite().map_err(|_| {
+                PyValueError::new_err("out: must be writable and must not overlap `dense`")
+            })?;
+            let target = writable
+                .as_slice_mut()
+                .map_err(|_| PyValueError::new_err("out: must be C-contiguous"))?;
+            py.detach(|| {
+                with_threads(num_threads, || {
+                    self.inner.matmul_into(values, dim, target, accumulate)
+                })
+            })
             .and_then(|r| r)
             .map_err(to_py_err)?;
-        out.into_pyarray(py).reshape([self.inner.rows(), dim])
+        }
+        Ok(out)
     }
 }
 
