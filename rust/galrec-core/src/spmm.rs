@@ -175,24 +175,17 @@ impl CsrMatrix {
 
     /// The output rows `first..` that fit in `block`, with the fastest fused multiply-add the
     /// CPU has.
-    fn rows_into(
-        &self,
-        first: usize,
-        dense: &[f32],
-        dim: usize,
-        block: &mut [f32],
-        accumulate: bool,
-    ) {
+    fn rows_into(&self, first: usize, dense: &[f32], dim: usize, block: &mut [f32], add: bool) {
         #[cfg(target_arch = "x86_64")]
         if std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("avx2")
         {
             // SAFETY: `rows_fma` only enables the target features `avx2` and `fma`, which
             // the two checks above have just confirmed this CPU supports; its body is the
             // same safe code as `rows_portable`.
-            unsafe { self.rows_fma(first, dense, dim, block, accumulate) };
+            unsafe { self.rows_fma(first, dense, dim, block, add) };
             return;
         }
-        self.rows_portable(first, dense, dim, block, accumulate);
+        self.rows_portable(first, dense, dim, block, add);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -203,39 +196,32 @@ impl CsrMatrix {
         dense: &[f32],
         dim: usize,
         block: &mut [f32],
-        accumulate: bool,
+        add: bool,
     ) {
-        self.rows_portable(first, dense, dim, block, accumulate);
+        self.rows_portable(first, dense, dim, block, add);
     }
 
     /// Each row: zero, then `out += value * dense[col]` per stored entry in order, with one
     /// rounding per entry (`mul_add`), as torch's CSR product computes it. The row is done in
     /// column tiles whose accumulators stay in registers (64 columns: eight AVX2 registers);
-    /// with `accumulate` the finished tile is added to the row instead of stored.
+    /// with `add` the finished tile is added to the row instead of stored.
     #[inline(always)]
-    fn rows_portable(
-        &self,
-        first: usize,
-        dense: &[f32],
-        dim: usize,
-        block: &mut [f32],
-        accumulate: bool,
-    ) {
+    fn rows_portable(&self, first: usize, dense: &[f32], dim: usize, block: &mut [f32], add: bool) {
         for (offset, out) in block.chunks_exact_mut(dim).enumerate() {
             let row = first + offset;
             let entries = self.indptr[row]..self.indptr[row + 1];
             let (cols, values) = (&self.indices[entries.clone()], &self.values[entries]);
             let mut start = 0;
             while start + 64 <= dim {
-                tile::<64>(cols, values, dense, dim, start, out, accumulate);
+                tile::<64>(cols, values, dense, dim, start, out, add);
                 start += 64;
             }
             while start + 16 <= dim {
-                tile::<16>(cols, values, dense, dim, start, out, accumulate);
+                tile::<16>(cols, values, dense, dim, start, out, add);
                 start += 16;
             }
             while start < dim {
-                tile::<1>(cols, values, dense, dim, start, out, accumulate);
+                tile::<1>(cols, values, dense, dim, start, out, add);
                 start += 1;
             }
         }
@@ -243,7 +229,7 @@ impl CsrMatrix {
 }
 
 /// Columns `start..start + W` of one output row: `sum_k values[k] * dense[cols[k], ..]`,
-/// accumulated from zero in entry order with `mul_add`, then stored (or, with `accumulate`,
+/// accumulated from zero in entry order with `mul_add`, then stored (or, with `add`,
 /// added to what the row holds).
 #[inline(always)]
 fn tile<const W: usize>(
@@ -253,7 +239,7 @@ fn tile<const W: usize>(
     dim: usize,
     start: usize,
     out: &mut [f32],
-    accumulate: bool,
+    add: bool,
 ) {
     let mut acc = [0.0f32; W];
     for (&col, &value) in cols.iter().zip(values) {
@@ -263,7 +249,7 @@ fn tile<const W: usize>(
         }
     }
     let out = &mut out[start..start + W];
-    if accumulate {
+    if add {
         for (o, a) in out.iter_mut().zip(acc) {
             *o += a;
         }
