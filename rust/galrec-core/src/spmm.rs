@@ -289,8 +289,7 @@ mod tests {
     #[test]
     fn accumulating_adds_each_finished_row_once() {
         let dense = [1.0, 10.0, 2.0, 20.0, 3.0, 30.0, 4.0, 40.0]; // [4, 2]
-        let start = vec![0.5, -1.0, 2.0, 3.0, 1e8, 0.25];
-        let mut out = start.clone();
+        let mut out = vec![0.5, -1.0, 2.0, 3.0, 1e8, 0.25];
         small().matmul_into(&dense, 2, &mut out, true).unwrap();
         assert_eq!(out, vec![7.5, 69.0, 2.0, 3.0, 1e8 + 24.0, 220.25]);
         // The row's sum (9) is finished before it meets what `out` held: float32's spacing
