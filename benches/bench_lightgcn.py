@@ -1,5 +1,6 @@
 """LightGCN's cost per epoch as the graph grows (the fixed batch against the bounded one), and
-its propagation product ``A @ X`` (64 columns) on torch's CSR kernel against galrec's.
+its propagation product ``A @ X`` (64 columns) on torch's CSR kernel against galrec's (with and
+without its column-ordered blocks).
 
 Every mini-batch propagates over the whole graph, so a fixed batch of 4,096 edges makes an epoch
 O(edges^2 / 4096); ``LightGCNConfig.max_propagations`` (default 32) lets the batch grow with the
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from galrec._core import CsrMatrix
 from galrec.baselines import LightGCNConfig, fit_lightgcn
 from galrec.baselines.bpr import fit_bpr
 from galrec.baselines.lightgcn import LightGCN, Propagation, epoch_batch_size, normalized_adjacency
@@ -31,6 +33,8 @@ from galrec.config import default_config
 from galrec.graph.generator import generate_power_law
 
 SIZES = {"50k": 50_000, "250k": 250_000, "1M": 1_000_000}
+#: The 950k-edge graph with community structure of the run to early stop (community_graph).
+COMMUNITY = "950k community"
 #: One epoch of the fixed batch at 1M edges takes over a minute: a single round there.
 ROUNDS = {"50k": 3, "250k": 2, "1M": 1}
 
@@ -97,20 +101,45 @@ def test_lightgcn_epoch(benchmark, throughput, size: str, variant: str) -> None:
     throughput[name] = (benchmark.stats.stats.median, "s/epoch")
 
 
-@pytest.mark.parametrize("size", list(SIZES))
-@pytest.mark.parametrize("kernel", ["torch", "galrec"])
+@pytest.mark.parametrize("size", [*SIZES, COMMUNITY])
+@pytest.mark.parametrize("kernel", ["torch", "galrec, row order", "galrec"])
 def test_propagation_product(benchmark, throughput, size: str, kernel: str) -> None:
-    users, items, num_users, num_items = _edges(SIZES[size])
+    """torch's product; galrec's with every block summed row by row (``column_order=False``);
+    galrec's as LightGCN runs it (blocks whose sources exceed the cache in column order). On
+    the power-law graphs and on the community graph of the run to early stop."""
+    if size == COMMUNITY:
+        users, items, _, num_users, num_items = _community_graph_cached()
+    else:
+        users, items, num_users, num_items = _edges(SIZES[size])
     adjacency = normalized_adjacency(users, items, num_users, num_items)
     x = torch.randn(adjacency.shape[0], 64, generator=torch.Generator().manual_seed(0))
-    product = (
-        (lambda: adjacency @ x)
-        if kernel == "torch"
-        else functools.partial(Propagation(adjacency), x)
-    )
+    if kernel == "torch":
+
+        def product() -> torch.Tensor:
+            return adjacency @ x
+
+    else:
+        matrix = CsrMatrix(
+            *adjacency.shape,
+            adjacency.crow_indices().numpy(),
+            adjacency.col_indices().numpy(),
+            adjacency.values().numpy(),
+            column_order=kernel == "galrec",
+        )
+        out = np.empty(tuple(x.shape), np.float32)
+        product = functools.partial(
+            matrix.matmul, x.numpy(), out=out, num_threads=torch.get_num_threads()
+        )
+        product()
+        assert torch.equal(torch.from_numpy(out), Propagation(adjacency)(x))
     benchmark.pedantic(product, rounds=20, warmup_rounds=2)
     name = f"A @ X (64 columns), {size} edges, {kernel} ({torch.get_num_threads()} thr)"
     throughput[name] = (benchmark.stats.stats.median * 1e3, "ms")
+
+
+@functools.cache
+def _community_graph_cached() -> tuple[np.ndarray, np.ndarray, Any, int, int]:
+    return community_graph()
 
 
 def community_graph(

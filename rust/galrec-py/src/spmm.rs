@@ -24,7 +24,9 @@ fn contiguous<'a, T: numpy::Element, D: numpy::ndarray::Dimension>(
 
 /// A sparse `rows x cols` float32 matrix in CSR form (int64 `indptr` and `indices`), checked
 /// once when built. `matmul` sums each row as one fused multiply-add per entry in order
-/// (torch's MKL product does the same at 64 columns) and runs in parallel.
+/// (torch's MKL product does the same at 64 columns) and runs in parallel; blocks of rows
+/// whose sources exceed a core's cache go in column order (same bits) unless
+/// `column_order=False`.
 #[pyclass(name = "CsrMatrix", module = "galrec._core", frozen)]
 pub struct PyCsrMatrix {
     inner: CsrMatrix,
@@ -33,6 +35,7 @@ pub struct PyCsrMatrix {
 #[pymethods]
 impl PyCsrMatrix {
     #[new]
+    #[pyo3(signature = (rows, cols, indptr, indices, values, *, column_order=true))]
     fn new(
         py: Python<'_>,
         rows: i128,
@@ -40,6 +43,7 @@ impl PyCsrMatrix {
         indptr: PyReadonlyArray1<'_, i64>,
         indices: PyReadonlyArray1<'_, i64>,
         values: PyReadonlyArray1<'_, f32>,
+        column_order: bool,
     ) -> PyResult<Self> {
         let rows: usize = unsigned(rows, "rows")?;
         let cols: usize = unsigned(cols, "cols")?;
@@ -49,7 +53,9 @@ impl PyCsrMatrix {
             contiguous(&values, "values")?,
         );
         let inner = py
-            .detach(|| CsrMatrix::new(rows, cols, indptr, indices, values))
+            .detach(|| {
+                CsrMatrix::with_column_order(rows, cols, indptr, indices, values, column_order)
+            })
             .map_err(to_py_err)?;
         Ok(Self { inner })
     }
