@@ -82,6 +82,18 @@ def twin_cosines(
     return within, float((left * right).sum(1).mean())
 
 
+def sibling_outcomes(
+    scores: torch.Tensor, items: torch.Tensor, siblings: torch.Tensor
+) -> torch.Tensor:
+    """One twin decision per (held-out item, sibling) pair: 1 where row ``r`` scores
+    ``items[r]`` above the sibling, 0.5 on a tie, 0 below. ``scores`` [n, num_items];
+    ``siblings`` [n, twins] is each item's twin group, the item itself included (skipped)."""
+    own = scores.gather(1, items[:, None])
+    other = scores.gather(1, siblings)
+    outcome = (own > other).float() + 0.5 * (own == other).float()
+    return outcome[siblings != items[:, None]]
+
+
 def diagnose_twins(
     scorer: Scorer,
     data: SplitDataset,
@@ -132,11 +144,7 @@ def diagnose_twins(
             items = torch.as_tensor(target_items[start : start + 1024], device=dev)
             siblings = torch.as_tensor(twin_groups[group_of[items.cpu().numpy()]], device=dev)
             scores = scorer.score_users(u).to(dev, torch.float32)
-            own = scores.gather(1, items[:, None])
-            other = scores.gather(1, siblings)
-            is_sibling = siblings != items[:, None]
-            outcome = (own > other).float() + 0.5 * (own == other).float()
-            wins.append(outcome[is_sibling].cpu())
+            wins.append(sibling_outcomes(scores, items, siblings).cpu())
     accuracy = float(torch.cat(wins).mean()) if wins else float("nan")
 
     within = random = None
