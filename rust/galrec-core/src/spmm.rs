@@ -20,15 +20,28 @@ use crate::error::{GraphError, Result};
 use crate::memory::{try_with_capacity, try_zeroed};
 use crate::parallel::on_caller;
 
-/// Output rows per parallel task, and per block of the column-ordered layout: 2,048 rows of
-/// 64 float32 are 512 KiB, which stay in a core's L2 cache while the block is summed.
+/// Rows per parallel task of the row kernel: enough work per task (tens of thousands of
+/// multiply-adds on a LightGCN graph) that work-stealing costs nothing next to it, and small
+/// enough that a few thousand rows still spread over the threads.
+const ROWS_PER_TASK: usize = 256;
+
+/// Output rows per block of the column-ordered layout (one task each): 2,048 rows of 64
+/// float32 are 512 KiB, which stay in a core's L2 cache while the block is summed.
 const BLOCK_ROWS: usize = 2048;
 
-/// Bytes of source rows past which a block is summed in column order: beyond about a core's
-/// L2 cache (1-2 MiB), gathering a block's rows one entry at a time waits on L3 or memory for
-/// most of them, while column order reads each source row once, in increasing order. (On a
-/// 950k-edge LightGCN graph 1, 2 and 4 MiB measured alike; docs/benchmarks.md.)
-const GATHER_BUDGET: usize = 2 << 20;
+// Row tasks tile a block exactly, so a block's rows are one block's whichever path it takes.
+const _: () = assert!(BLOCK_ROWS % ROWS_PER_TASK == 0);
+
+/// Bytes of source rows past which a block is summed in column order: well past a core's L2
+/// cache (1-2 MiB), gathering a block's rows one entry at a time waits on L3 or memory for
+/// most of them, while column order reads each source row once, in increasing order. (On
+/// million-edge LightGCN graphs 2, 4 and 8 MiB measured alike, 1 MiB and less slower;
+/// docs/benchmarks.md.)
+const GATHER_BUDGET: usize = 4 << 20;
+
+/// The width at which [`CsrMatrix::new`] judges whether a block could need column order:
+/// a full 64-column tile, LightGCN's width.
+const JUDGED_WIDTH: usize = 64;
 
 /// A `rows x cols` sparse matrix in compressed sparse row form, checked once at construction
 /// so that every product after it indexes in bounds.
@@ -77,7 +90,7 @@ impl CsrMatrix {
 
     /// [`Self::new`], keeping the column-ordered copy of the entries only if `column_order`
     /// (and every row's columns are sorted, and some block could gather more than
-    /// [`GATHER_BUDGET`] bytes at 16 columns). Without it every block is summed row by row,
+    /// [`GATHER_BUDGET`] bytes at [`JUDGED_WIDTH`] columns). Without it every block is summed row by row,
     /// with the same bits, about 6 bytes per entry lighter.
     pub fn with_column_order(
         rows: usize,
@@ -161,13 +174,13 @@ impl CsrMatrix {
     }
 
     /// The column-ordered copy of the entries, when every row's columns are non-decreasing
-    /// and some block could gather more than [`GATHER_BUDGET`] bytes of 16-wide rows (so
-    /// small matrices, which never use it, do not pay for it).
+    /// and some block could gather more than [`GATHER_BUDGET`] bytes of [`JUDGED_WIDTH`]-wide
+    /// rows (so small matrices, which never use it, do not pay for it).
     fn column_blocks(&self) -> Result<Option<ColumnBlocks>> {
         let may_pay = (0..self.rows).step_by(BLOCK_ROWS).any(|first| {
             let last = (first + BLOCK_ROWS).min(self.rows);
             let reach = (self.indptr[last] - self.indptr[first]).min(self.cols);
-            reach.saturating_mul(16 * 4) > GATHER_BUDGET
+            reach.saturating_mul(JUDGED_WIDTH * 4) > GATHER_BUDGET
         });
         let sorted = || {
             (0..self.rows).all(|r| {
@@ -205,7 +218,7 @@ impl CsrMatrix {
             entries.sort_by_key(|&(col, _, _)| col);
             for (k, &(col, row, value)) in entries.iter().enumerate() {
                 if k > 0 && entries[k - 1].0 != col {
-                    layout.column_starts.push(layout.rows.len());
+                    layout.column_starts.push(layout.rows.len()); // the previous column ends
                 }
                 if k == 0 || entries[k - 1].0 != col {
                     layout.columns.push(col);
@@ -214,7 +227,7 @@ impl CsrMatrix {
                 layout.values.push(value);
             }
             if !entries.is_empty() {
-                layout.column_starts.push(layout.rows.len());
+                layout.column_starts.push(layout.rows.len()); // the block's last column ends
             }
             layout.block_starts.push(layout.columns.len());
         }
@@ -276,21 +289,38 @@ impl CsrMatrix {
         accumulate: bool,
         budget: usize,
     ) -> Result<()> {
+        let parallel = !on_caller();
+        let rows_task = |first: usize| {
+            move |(index, rows): (usize, &mut [f32])| {
+                self.rows_into(first + index * ROWS_PER_TASK, dense, dim, rows, accumulate)
+            }
+        };
         let task = |(index, block): (usize, &mut [f32])| match &self.by_column {
             Some(layout) if layout.source_bytes(index, dim) > budget => {
                 layout.block_into(index, dense, dim, block, accumulate)
             }
             _ => {
-                self.rows_into(index * BLOCK_ROWS, dense, dim, block, accumulate);
+                let rows = rows_task(index * BLOCK_ROWS);
+                if parallel {
+                    block
+                        .par_chunks_mut(ROWS_PER_TASK * dim)
+                        .enumerate()
+                        .for_each(rows);
+                } else {
+                    block
+                        .chunks_mut(ROWS_PER_TASK * dim)
+                        .enumerate()
+                        .for_each(rows);
+                }
                 Ok(())
             }
         };
-        if on_caller() {
-            out.chunks_mut(BLOCK_ROWS * dim)
+        if parallel {
+            out.par_chunks_mut(BLOCK_ROWS * dim)
                 .enumerate()
                 .try_for_each(task)
         } else {
-            out.par_chunks_mut(BLOCK_ROWS * dim)
+            out.chunks_mut(BLOCK_ROWS * dim)
                 .enumerate()
                 .try_for_each(task)
         }
@@ -605,8 +635,8 @@ mod tests {
 
     #[test]
     fn column_order_gives_the_row_kernels_bits() {
-        // Blocks of 2,048 rows x 20 entries over 40,000 columns: more than 2 MiB of sources
-        // at 16 columns, so the column-ordered copy is built.
+        // Blocks of 2,048 rows x 20 entries over 40,000 columns: about 25,000 sources each,
+        // 6.5 MB at 64 columns, so the column-ordered copy is built.
         let (rows, cols) = (2 * BLOCK_ROWS + 37, 40_000);
         let m = scattered(rows, cols, false);
         assert!(m.by_column.is_some());
@@ -628,8 +658,8 @@ mod tests {
                 assert_eq!(product(0, 3), by_rows, "dim {dim}, accumulate {accumulate}");
             }
         }
-        // The default budget takes column order for these blocks at 64 columns (40,000
-        // sources x 256 bytes), and the public product agrees.
+        // The default budget takes column order for these blocks at 64 columns, and the
+        // public product agrees.
         let dense: Vec<f32> = (0..cols * 64).map(|i| (i as f32 * 0.37).cos()).collect();
         let layout = m.by_column.as_ref().unwrap();
         assert!(layout.source_bytes(0, 64) > GATHER_BUDGET);
@@ -643,7 +673,7 @@ mod tests {
     fn column_order_needs_sorted_rows_and_a_matrix_worth_it() {
         // A row whose columns decrease would be summed in another order: row kernel only.
         assert!(scattered(2 * BLOCK_ROWS, 40_000, true).by_column.is_none());
-        // No block can gather 2 MiB of 16-wide rows from 50 columns: no copy is made.
+        // No block can gather 4 MiB of 64-wide rows from 50 columns: no copy is made.
         assert!(scattered(2 * BLOCK_ROWS, 50, false).by_column.is_none());
         assert!(small().by_column.is_none());
     }
