@@ -14,6 +14,8 @@
 //! and scipy store them) that visits each row's entries in stored order, so the bits are the
 //! same either way; the column-ordered copy of the entries costs about 6 bytes per entry.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use crate::error::{GraphError, Result};
@@ -216,18 +218,13 @@ impl CsrMatrix {
             }
             // Stable: a column's entries stay in row order, a row's duplicates in stored order.
             entries.sort_by_key(|&(col, _, _)| col);
-            for (k, &(col, row, value)) in entries.iter().enumerate() {
-                if k > 0 && entries[k - 1].0 != col {
-                    layout.column_starts.push(layout.rows.len()); // the previous column ends
-                }
-                if k == 0 || entries[k - 1].0 != col {
-                    layout.columns.push(col);
-                }
-                layout.rows.push(row);
-                layout.values.push(value);
-            }
-            if !entries.is_empty() {
-                layout.column_starts.push(layout.rows.len()); // the block's last column ends
+            for column in entries.chunk_by(|a, b| a.0 == b.0) {
+                layout.columns.push(column[0].0);
+                layout.rows.extend(column.iter().map(|&(_, row, _)| row));
+                layout
+                    .values
+                    .extend(column.iter().map(|&(_, _, value)| value));
+                layout.column_starts.push(layout.rows.len());
             }
             layout.block_starts.push(layout.columns.len());
         }
@@ -391,6 +388,12 @@ impl CsrMatrix {
     }
 }
 
+thread_local! {
+    /// Each thread's sums of one block for an accumulating product, kept between calls:
+    /// LightGCN accumulates every product, and a fresh 512 KiB per block cost page faults.
+    static BLOCK_SUMS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
 // Local row numbers in `ColumnBlocks::rows` are u16.
 const _: () = assert!(BLOCK_ROWS <= u16::MAX as usize + 1);
 
@@ -412,17 +415,22 @@ impl ColumnBlocks {
         out: &mut [f32],
         add: bool,
     ) -> Result<()> {
-        if add {
-            let mut sums = try_zeroed::<f32>(out.len(), "a block of the product")?;
-            self.sum_block(block, dense, dim, &mut sums);
-            for (o, s) in out.iter_mut().zip(sums) {
-                *o += s;
-            }
-        } else {
+        if !add {
             out.fill(0.0);
             self.sum_block(block, dense, dim, out);
+            return Ok(());
         }
-        Ok(())
+        BLOCK_SUMS.with_borrow_mut(|sums| {
+            sums.clear();
+            sums.try_reserve(out.len())
+                .map_err(|_| GraphError::out_of_memory("a block of the product", out.len(), 4))?;
+            sums.resize(out.len(), 0.0);
+            self.sum_block(block, dense, dim, sums);
+            for (o, s) in out.iter_mut().zip(sums.iter()) {
+                *o += s;
+            }
+            Ok(())
+        })
     }
 
     /// `sums += entries of block @ dense`, with the fastest fused multiply-add the CPU has.
