@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from galrec.evaluation.diagnose import sibling_outcomes
+from galrec.evaluation.diagnose import sibling_outcomes, twin_group_index
 from galrec.training.run import Run, open_run
 
 SPLITS = ("valid", "test")
@@ -40,9 +40,7 @@ def prior_outcomes(run: Run, split: str) -> dict[str, np.ndarray]:
     if prior is None or truth is None or len(truth.twin_groups) == 0:
         raise SystemExit(f"{run.out_dir}: needs a score prior and data with twin ground truth")
     groups = np.asarray(truth.twin_groups)
-    group_of = np.full(run.dataset.num_items, -1, dtype=np.int64)
-    for index, members in enumerate(groups):
-        group_of[members] = index
+    group_of = twin_group_index(groups, run.dataset.num_items)
     held_out = getattr(run.dataset, split)
     users, items = np.asarray(held_out.users), np.asarray(held_out.items)
     keep = group_of[items] >= 0

@@ -82,6 +82,15 @@ def twin_cosines(
     return within, float((left * right).sum(1).mean())
 
 
+def twin_group_index(twin_groups: np.ndarray, num_items: int) -> np.ndarray:
+    """Each item's row in ``twin_groups`` ([groups, twins] item ids), -1 for items without a
+    twin."""
+    group_of = np.full(num_items, -1, dtype=np.int64)
+    for index, members in enumerate(twin_groups):
+        group_of[members] = index
+    return group_of
+
+
 def sibling_outcomes(
     scores: torch.Tensor, items: torch.Tensor, siblings: torch.Tensor
 ) -> torch.Tensor:
@@ -130,9 +139,7 @@ def diagnose_twins(
     right_rate = float(right[community[:, None], padded].any(1).mean())
 
     # Held-out twins against their siblings.
-    group_of = np.full(data.num_items, -1, dtype=np.int64)
-    for index, group in enumerate(twin_groups):
-        group_of[group] = index
+    group_of = twin_group_index(twin_groups, data.num_items)
     held_out = getattr(data, split)
     has_twin = group_of[np.asarray(held_out.items)] >= 0
     target_users = np.asarray(held_out.users)[has_twin]

@@ -195,10 +195,10 @@ class Run:
         truth = getattr(self.dataset, "ground_truth", None)
         if truth is None or len(truth.twin_groups) == 0:
             return {}
+        from galrec.evaluation.diagnose import twin_group_index
+
         groups = np.asarray(truth.twin_groups)
-        group_of = np.full(self.dataset.num_items, -1, dtype=np.int64)
-        for g, members in enumerate(groups):
-            group_of[members] = g
+        group_of = twin_group_index(groups, self.dataset.num_items)
         test_users = np.asarray(self.dataset.test.users)
         test_items = np.asarray(self.dataset.test.items)
         keep = group_of[test_items] >= 0
